@@ -1,0 +1,98 @@
+import { mkdir } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { sql } from 'drizzle-orm'
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import * as schema from './schema.js'
+
+/** The drizzle handle every repository takes: the same API over postgres.js and PGlite. */
+export type Database = PgDatabase<PgQueryResultHKT, typeof schema>
+
+export interface DatabaseHandle {
+  db: Database
+  kind: 'postgres' | 'pglite'
+  /** Applies the migrations in drizzle/ (serialised across instances by an advisory lock). */
+  migrate(): Promise<void>
+  /** Round-trip check for /readyz. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../drizzle', import.meta.url))
+
+/** An arbitrary constant: the advisory lock that serialises migrations of concurrent instances. */
+const MIGRATION_LOCK_ID = 7_361_492_008
+
+export interface OpenDatabaseOptions {
+  /** PostgreSQL URL; when absent, PGlite in `dataDir`. */
+  url?: string | undefined
+  dataDir: string
+  /** Pool size for postgres.js. */
+  maxConnections?: number
+}
+
+/** Opens PostgreSQL (postgres.js) when a URL is given, else PGlite stored in `dataDir/pglite`. */
+export async function openDatabase(options: OpenDatabaseOptions): Promise<DatabaseHandle> {
+  if (options.url) return openPostgres(options.url, options.maxConnections ?? 10)
+  return openPglite(resolve(options.dataDir))
+}
+
+async function openPostgres(url: string, max: number): Promise<DatabaseHandle> {
+  const { default: postgres } = await import('postgres')
+  const { drizzle } = await import('drizzle-orm/postgres-js')
+  const { migrate } = await import('drizzle-orm/postgres-js/migrator')
+  const client = postgres(url, {
+    max,
+    connect_timeout: 5,
+    idle_timeout: 60,
+    max_lifetime: 60 * 30,
+    onnotice: () => {},
+    connection: { application_name: 'latchkey', statement_timeout: 10_000 },
+  })
+  const db = drizzle(client, { schema })
+  return {
+    db: db as unknown as Database,
+    kind: 'postgres',
+    async migrate() {
+      // One dedicated connection holds the lock for the whole migration run.
+      const reserved = await client.reserve()
+      try {
+        await reserved`select pg_advisory_lock(${MIGRATION_LOCK_ID})`
+        await migrate(drizzle(reserved, { schema }), { migrationsFolder: MIGRATIONS_FOLDER })
+      } finally {
+        await reserved`select pg_advisory_unlock(${MIGRATION_LOCK_ID})`.catch(() => {})
+        reserved.release()
+      }
+    },
+    async ping() {
+      await db.execute(sql`select 1`)
+    },
+    async close() {
+      await client.end({ timeout: 5 })
+    },
+  }
+}
+
+async function openPglite(dataDir: string): Promise<DatabaseHandle> {
+  const { PGlite } = await import('@electric-sql/pglite')
+  const { drizzle } = await import('drizzle-orm/pglite')
+  const { migrate } = await import('drizzle-orm/pglite/migrator')
+  const directory = dataDir.endsWith(':memory:') ? undefined : join(dataDir, 'pglite')
+  if (directory) await mkdir(directory, { recursive: true })
+  const client = directory ? new PGlite(directory) : new PGlite()
+  await client.waitReady
+  const db = drizzle(client, { schema })
+  return {
+    db: db as unknown as Database,
+    kind: 'pglite',
+    async migrate() {
+      await migrate(db, { migrationsFolder: MIGRATIONS_FOLDER })
+    },
+    async ping() {
+      await client.query('select 1')
+    },
+    async close() {
+      await client.close()
+    },
+  }
+}

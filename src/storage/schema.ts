@@ -1,0 +1,118 @@
+import { sql } from 'drizzle-orm'
+import {
+  boolean,
+  index,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core'
+
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow()
+const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' })
+
+/** Accounts. Emails are unique without regard to case (a unique index on lower(email)). */
+export const users = pgTable(
+  'users',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    email: text('email').notNull(),
+    passwordHash: text('password_hash'),
+    emailVerifiedAt: at('email_verified_at'),
+    roles: text('roles').array().notNull().default(sql`'{user}'::text[]`),
+    disabledAt: at('disabled_at'),
+    lastLoginAt: at('last_login_at'),
+    createdAt: createdAt(),
+    updatedAt: at('updated_at')
+      .notNull()
+      .defaultNow()
+      .$onUpdate(() => new Date()),
+  },
+  (table) => [uniqueIndex('users_email_lower_key').on(sql`lower(${table.email})`)],
+)
+
+/**
+ * The durable record of a session: its list entry and its revocation. The refresh-token
+ * rotation state lives in the session store (Redis or in-process), keyed by the same id.
+ */
+export const sessions = pgTable(
+  'sessions',
+  {
+    id: uuid('id').primaryKey(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    createdAt: createdAt(),
+    lastUsedAt: at('last_used_at').notNull().defaultNow(),
+    idleExpiresAt: at('idle_expires_at').notNull(),
+    expiresAt: at('expires_at').notNull(),
+    remember: boolean('remember').notNull(),
+    ip: text('ip'),
+    userAgent: text('user_agent'),
+    scope: text('scope').notNull(),
+    amr: text('amr').array().notNull(),
+    authTime: at('auth_time').notNull(),
+    revokedAt: at('revoked_at'),
+    revokedReason: text('revoked_reason'),
+  },
+  (table) => [index('sessions_user_id_idx').on(table.userId, table.createdAt)],
+)
+
+/** Signing keys: public JWK in clear, private JWK sealed with KEY_ENCRYPTION_KEY (AES-256-GCM). */
+export const signingKeys = pgTable(
+  'signing_keys',
+  {
+    kid: text('kid').primaryKey(),
+    alg: text('alg').notNull(),
+    publicJwk: jsonb('public_jwk').notNull().$type<Record<string, unknown>>(),
+    privateJwkSealed: text('private_jwk_sealed').notNull(),
+    createdAt: createdAt(),
+    activatesAt: at('activates_at').notNull(),
+    retiredAt: at('retired_at'),
+  },
+  (table) => [index('signing_keys_activates_at_idx').on(table.activatesAt)],
+)
+
+/** Single-use email tokens (verification, password reset), stored as SHA-256 hashes. */
+export const emailTokens = pgTable(
+  'email_tokens',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    purpose: text('purpose').$type<'verify_email' | 'reset_password'>().notNull(),
+    tokenHash: text('token_hash').notNull(),
+    createdAt: createdAt(),
+    expiresAt: at('expires_at').notNull(),
+    usedAt: at('used_at'),
+  },
+  (table) => [
+    uniqueIndex('email_tokens_token_hash_key').on(table.tokenHash),
+    index('email_tokens_user_purpose_idx').on(table.userId, table.purpose),
+  ],
+)
+
+/** The audit log. `user_id` has no foreign key on purpose: events outlive deleted accounts. */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    type: text('type').notNull(),
+    createdAt: createdAt(),
+    actorId: uuid('actor_id'),
+    userId: uuid('user_id'),
+    ip: text('ip'),
+    userAgent: text('user_agent'),
+    requestId: text('request_id'),
+    outcome: text('outcome').$type<'success' | 'failure'>().notNull(),
+    details: jsonb('details').notNull().$type<Record<string, unknown>>().default({}),
+  },
+  (table) => [
+    index('audit_events_created_idx').on(table.createdAt, table.id),
+    index('audit_events_user_idx').on(table.userId, table.createdAt),
+    index('audit_events_type_idx').on(table.type, table.createdAt),
+  ],
+)

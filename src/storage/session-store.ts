@@ -1,0 +1,76 @@
+/**
+ * The refresh-token rotation store: one interface, two implementations (Redis for every
+ * production instance, in-process for the embedded default), one contract test for both
+ * (test/storage/session-store.test.ts).
+ *
+ * The store is a small atomic state machine over hashes; it never sees a refresh token. The
+ * domain (domain/sessions.ts) mints tokens, hashes them, and seals each successor with a key
+ * derived from its predecessor so that an honest retry can be answered with the same successor
+ * while only hashes and sealed values are stored.
+ *
+ * Times are milliseconds since the epoch and always passed in, so tests drive the clock.
+ */
+
+/** What the store keeps about a live session (the durable list entry is in PostgreSQL). */
+export interface StoredSession {
+  id: string
+  userId: string
+  /** Space-separated scopes granted at sign-in. */
+  scope: string
+  /** RFC 8176 methods of the sign-in; kept by refreshes. */
+  amr: string[]
+  /** Seconds since the epoch: when the user last authenticated. Refreshes keep it. */
+  authTime: number
+  remember: boolean
+  createdAt: number
+  lastUsedAt: number
+  /** Idle lifetime in seconds: the session dies when unused for this long. */
+  idleTtl: number
+  /** Absolute expiry (ms). */
+  expiresAt: number
+}
+
+export interface RotateInput {
+  sessionId: string
+  /** SHA-256 (base64url) of the presented refresh token. */
+  presentedHash: string
+  /** Hash of the successor the caller minted; stored only if this call rotates. */
+  successorHash: string
+  /** The successor, sealed under a key derived from the presented token; returned on retries. */
+  successorSealed: string
+  now: number
+  /** How long (ms) a spent token may be presented again as an honest retry. */
+  graceMs: number
+}
+
+export type RotateOutcome =
+  /** The presented token was current: it is spent now and the caller's successor is current. */
+  | { outcome: 'rotated'; session: StoredSession }
+  /** The presented token was spent within the grace window: answer with the same successor. */
+  | { outcome: 'replayed'; session: StoredSession; successorSealed: string }
+  /** A spent token after the grace window: the whole session was revoked by this call. */
+  | { outcome: 'reused'; session: StoredSession }
+  /** The session passed its idle or absolute lifetime (it is removed). */
+  | { outcome: 'expired'; sessionId: string }
+  /** No such live session, or a token this session never issued. Nothing changes. */
+  | { outcome: 'unknown' }
+
+/** Where a presented token stands in its session, for logout and RFC 7009 revocation. */
+export type TokenStanding = 'current' | 'previous' | 'spent'
+
+export interface SessionStore {
+  readonly kind: 'redis' | 'memory'
+  /** Stores a new session whose current refresh token has hash `refreshHash`. */
+  create(session: StoredSession, refreshHash: string): Promise<void>
+  /** Atomically spends the presented token; concurrent calls with one token never fork. */
+  rotate(input: RotateInput): Promise<RotateOutcome>
+  /** Where `presentedHash` stands in the session, or null if the session is gone or never had it. */
+  standing(sessionId: string, presentedHash: string, now: number): Promise<TokenStanding | null>
+  /** The live session (not revoked, not expired), or null. Used on every bearer request. */
+  get(sessionId: string, now: number): Promise<StoredSession | null>
+  /** Ends a session at once; true when it was live. */
+  revoke(sessionId: string): Promise<boolean>
+  /** Round trip for /readyz. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
