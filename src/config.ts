@@ -23,7 +23,9 @@ const RateSetting = (def: string, description: string) =>
       const [max, unit] = value.split('/') as [string, keyof typeof RATE_UNITS]
       return { max: Number(max), windowSeconds: RATE_UNITS[unit] }
     })
-    .Encode((rate) => `${rate.max}/${Object.entries(RATE_UNITS).find(([, s]) => s === rate.windowSeconds)?.[0]}`)
+    .Encode(
+      (rate) => `${rate.max}/${Object.entries(RATE_UNITS).find(([, s]) => s === rate.windowSeconds)?.[0]}`,
+    )
 
 const commaList = (value: string) =>
   value
@@ -78,7 +80,9 @@ export const ConfigSchema = Type.Object({
   }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000, description: 'TCP port to listen on' }),
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'address to listen on' }),
-  ISSUER: Type.Optional(HttpUrl('`iss` of access tokens and base URL of this API (default http://HOST:PORT)')),
+  ISSUER: Type.Optional(
+    HttpUrl('`iss` of access tokens and base URL of this API (default http://HOST:PORT)'),
+  ),
   ACCESS_TOKEN_AUDIENCE: Type.Optional(
     Type.String({ minLength: 1, description: '`aud` of access tokens (default ISSUER)' }),
   ),
@@ -101,7 +105,11 @@ export const ConfigSchema = Type.Object({
   MAIL_FROM: Type.String({ minLength: 3, default: 'Latchkey <no-reply@localhost>', description: 'sender' }),
   APP_URL: Type.Optional(HttpUrl('where email links point (default ISSUER)')),
   OIDC_PROVIDERS: OidcProviders,
-  MFA_ISSUER: Type.String({ minLength: 1, default: 'Latchkey', description: 'issuer shown by authenticator apps' }),
+  MFA_ISSUER: Type.String({
+    minLength: 1,
+    default: 'Latchkey',
+    description: 'issuer shown by authenticator apps',
+  }),
   SIGNING_ALG: Type.Union([Type.Literal('RS256'), Type.Literal('ES256'), Type.Literal('EdDSA')], {
     default: 'RS256',
   }),
@@ -110,7 +118,9 @@ export const ConfigSchema = Type.Object({
     default: 0,
     description: 'seconds between automatic key rotations (0: rotate only on demand)',
   }),
-  EMAIL_VERIFICATION: Type.Union([Type.Literal('required'), Type.Literal('optional')], { default: 'required' }),
+  EMAIL_VERIFICATION: Type.Union([Type.Literal('required'), Type.Literal('optional')], {
+    default: 'required',
+  }),
   METRICS_TOKEN: OptionalSecret('bearer token required by /metrics', 16),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
@@ -188,7 +198,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`)
 
   const settings = decoded as Settings
-  const issuer = (settings.ISSUER ?? `http://${hostForUrl(settings.HOST)}:${settings.PORT}`).replace(/\/$/, '')
+  const issuer = (settings.ISSUER ?? `http://${hostForUrl(settings.HOST)}:${settings.PORT}`).replace(
+    /\/$/,
+    '',
+  )
   const config: Config = {
     ...settings,
     ISSUER: issuer,
@@ -207,7 +220,10 @@ function consistencyProblems(config: Config, settings: Settings): string[] {
     problems.push('SESSION_IDLE_TTL: must not exceed SESSION_MAX_TTL')
   if (config.REMEMBER_IDLE_TTL > config.REMEMBER_MAX_TTL)
     problems.push('REMEMBER_IDLE_TTL: must not exceed REMEMBER_MAX_TTL')
-  if (settings.KEY_ENCRYPTION_KEY !== undefined && decodeKeyEncryptionKey(settings.KEY_ENCRYPTION_KEY) === null)
+  if (
+    settings.KEY_ENCRYPTION_KEY !== undefined &&
+    decodeKeyEncryptionKey(settings.KEY_ENCRYPTION_KEY) === null
+  )
     problems.push('KEY_ENCRYPTION_KEY: must be 32 bytes written as 64 hex digits or base64')
   for (const origin of config.CORS_ORIGINS) {
     if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin))
@@ -224,7 +240,8 @@ function consistencyProblems(config: Config, settings: Settings): string[] {
 function productionProblems(config: Config, settings: Settings): string[] {
   const problems: string[] = []
   const refuse = (name: string, why: string) => problems.push(`${name}: ${why} (NODE_ENV=production)`)
-  if (!settings.DATABASE_URL) refuse('DATABASE_URL', 'required; the embedded database is for development only')
+  if (!settings.DATABASE_URL)
+    refuse('DATABASE_URL', 'required; the embedded database is for development only')
   if (!settings.REDIS_URL) refuse('REDIS_URL', 'required; the in-process store serves one instance only')
   if (!settings.KEY_ENCRYPTION_KEY) refuse('KEY_ENCRYPTION_KEY', 'required; signing keys must be encrypted')
   if (!settings.SMTP_URL) refuse('SMTP_URL', 'required; mail files in DATA_DIR are for development only')

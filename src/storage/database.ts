@@ -54,14 +54,13 @@ async function openPostgres(url: string, max: number): Promise<DatabaseHandle> {
     db: db as unknown as Database,
     kind: 'postgres',
     async migrate() {
-      // One dedicated connection holds the lock for the whole migration run.
-      const reserved = await client.reserve()
+      // One single-connection client holds the session-level lock for the whole run.
+      const locked = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {} })
       try {
-        await reserved`select pg_advisory_lock(${MIGRATION_LOCK_ID})`
-        await migrate(drizzle(reserved, { schema }), { migrationsFolder: MIGRATIONS_FOLDER })
+        await locked`select pg_advisory_lock(${MIGRATION_LOCK_ID})`
+        await migrate(drizzle(locked, { schema }), { migrationsFolder: MIGRATIONS_FOLDER })
       } finally {
-        await reserved`select pg_advisory_unlock(${MIGRATION_LOCK_ID})`.catch(() => {})
-        reserved.release()
+        await locked.end({ timeout: 5 })
       }
     },
     async ping() {

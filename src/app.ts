@@ -1,0 +1,136 @@
+import { randomUUID } from 'node:crypto'
+import fastifySwagger from '@fastify/swagger'
+import fastifySwaggerUi from '@fastify/swagger-ui'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Config } from './config.js'
+import authenticate from './plugins/app/authenticate.js'
+import errorHandler from './plugins/app/error-handler.js'
+import routes from './routes/index.js'
+import { OAuthErrorBody, Problem, TokenResponse } from './schemas/common.js'
+import { createServices, type ServiceOverrides, type Services } from './services.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+    services: Services
+  }
+}
+
+export interface BuildOptions extends ServiceOverrides {
+  /** A pino logger (tests capture output); otherwise one is made from LOG_LEVEL. */
+  logger?: FastifyBaseLogger
+  /** Services already built (the CLI and some tests share them). */
+  services?: Services
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
+const SECRET_QUERY_PARAMETERS = /([?&](?:token|code|state|access_token|refresh_token|code_verifier)=)[^&#]*/gi
+
+/** A request URL fit for a log line: the values of secret-bearing parameters are replaced. */
+export function redactUrl(url: string): string {
+  return url.replace(SECRET_QUERY_PARAMETERS, '$1[REDACTED]')
+}
+
+/** Paths that pino blanks out wherever they appear in a log line. */
+export const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+  'headers.authorization',
+  'headers.cookie',
+  '*.password',
+  '*.current_password',
+  '*.new_password',
+  '*.refresh_token',
+  '*.access_token',
+  '*.id_token',
+  '*.token',
+  '*.code',
+  '*.recovery_code',
+  '*.mfa_token',
+  '*.code_verifier',
+  '*.secret',
+  '*.client_secret',
+]
+
+/** Logger options shared by the server and the CLI: JSON lines, secrets redacted. */
+export function loggerOptions(config: Config) {
+  return {
+    level: config.LOG_LEVEL,
+    redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' },
+  }
+}
+
+/** The request serializer: never the query values that carry secrets, never headers. */
+export const serializers = {
+  req(request: { method: string; url: string; ip: string; headers: Record<string, unknown> }) {
+    return {
+      method: request.method,
+      url: redactUrl(request.url),
+      remoteAddress: request.ip,
+      userAgent: request.headers['user-agent'],
+    }
+  },
+}
+
+/**
+ * Builds the API as a Fastify instance: configuration and services in, routes out. Listening
+ * and process signals belong to server.ts.
+ */
+export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(options.logger
+      ? { loggerInstance: options.logger }
+      : { logger: { ...loggerOptions(config), serializers } }),
+    genReqId: (request) => {
+      const incoming = request.headers['x-request-id']
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
+    },
+    bodyLimit: config.BODY_LIMIT,
+    trustProxy: config.TRUST_PROXY.length > 0 ? [...config.TRUST_PROXY] : false,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false },
+    },
+    routerOptions: { maxParamLength: 200 },
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  const services = options.services ?? (await createServices(config, app.log, options))
+  app.decorate('config', config)
+  app.decorate('services', services)
+  if (!options.services) app.addHook('onClose', async () => services.close())
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+
+  app.addSchema(Problem)
+  app.addSchema(OAuthErrorBody)
+  app.addSchema(TokenResponse)
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Latchkey',
+        version: '1',
+        description: 'Authentication API that issues JWTs (RFC 9068 access tokens, rotating refresh tokens).',
+      },
+      servers: [{ url: config.ISSUER }],
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      },
+    },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, index) => (json.$id as string) || `def-${index}`,
+    },
+  })
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true })
+
+  await app.register(errorHandler)
+  await app.register(authenticate, { services })
+  await app.register(routes)
+  return app as unknown as FastifyInstance
+}

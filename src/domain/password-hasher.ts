@@ -1,0 +1,165 @@
+import { randomBytes } from 'node:crypto'
+import argon2 from 'argon2'
+import { ProblemError } from '../errors.js'
+import { normalizePassword } from './password-policy.js'
+
+/**
+ * argon2id hashing behind a bounded semaphore. argon2 runs on libuv's thread pool (4 threads by
+ * default), which jose's signing, pbkdf2, scrypt, DNS lookups and file I/O share; letting every
+ * login hash at once would starve them and turn a login burst into a whole-service stall. So at
+ * most `concurrency` hashes run, at most `maxQueue` wait, and the rest are refused with a 503
+ * that tells the client to retry shortly.
+ */
+
+/** Cost parameters (from ARGON2_* and PASSWORD_PEPPER) and the semaphore's limits. */
+export interface PasswordHasherOptions {
+  /** argon2 `m`, in KiB (OWASP minimum for argon2id: 19456). */
+  memoryKib: number
+  /** argon2 `t`, passes over memory. */
+  timeCost: number
+  /** Server-side secret mixed in as argon2's `secret`, so a leaked database alone cannot be cracked. */
+  pepper?: Buffer | string
+  /** Hashes allowed to run at once (default 2). */
+  concurrency?: number
+  /** Hashes allowed to wait for a slot before callers are refused (default 64). */
+  maxQueue?: number
+}
+
+/** Outcome of `verify`; `needsRehash` is only ever true when `ok` is. */
+export interface VerifyResult {
+  ok: boolean
+  /** The password matched but the stored hash uses other parameters: store a fresh hash. */
+  needsRehash: boolean
+}
+
+// Parallelism 1: each hash occupies a single libuv thread, so `concurrency` counts threads.
+const PARALLELISM = 1
+
+/** Hashes and verifies passwords with argon2id, never occupying more than `concurrency` pool threads. */
+export class PasswordHasher {
+  readonly #memoryKib: number
+  readonly #timeCost: number
+  readonly #secret: Buffer | undefined
+  readonly #semaphore: Semaphore
+  #dummyHash: Promise<string> | undefined
+
+  constructor(options: PasswordHasherOptions) {
+    this.#memoryKib = options.memoryKib
+    this.#timeCost = options.timeCost
+    const pepper = options.pepper
+    this.#secret =
+      pepper === undefined || pepper.length === 0
+        ? undefined
+        : Buffer.isBuffer(pepper)
+          ? Buffer.from(pepper)
+          : Buffer.from(pepper, 'utf8')
+    this.#semaphore = new Semaphore(options.concurrency ?? 2, options.maxQueue ?? 64)
+  }
+
+  /** Hashes waiting for a slot: a gauge for metrics and load shedding. */
+  get queueDepth(): number {
+    return this.#semaphore.waiting
+  }
+
+  /** Hashes running now (never more than `concurrency`). */
+  get inFlight(): number {
+    return this.#semaphore.active
+  }
+
+  /** PHC string of the NFKC form of `password`; throws service_unavailable when the queue is full. */
+  hash(password: string): Promise<string> {
+    return this.#semaphore.run(() =>
+      argon2.hash(normalizePassword(password), {
+        type: argon2.argon2id,
+        memoryCost: this.#memoryKib,
+        timeCost: this.#timeCost,
+        parallelism: PARALLELISM,
+        ...(this.#secret ? { secret: this.#secret } : {}),
+      }),
+    )
+  }
+
+  /** Checks `password` against a stored PHC string and says whether that hash should be upgraded. */
+  async verify(hash: string, password: string): Promise<VerifyResult> {
+    const ok = await this.#semaphore.run(() =>
+      argon2.verify(hash, normalizePassword(password), this.#secret ? { secret: this.#secret } : {}),
+    )
+    return { ok, needsRehash: ok && this.#needsRehash(hash) }
+  }
+
+  /** Spends a real verification's work and fails, so an unknown email costs as long as a wrong password. */
+  async verifyDummy(password: string): Promise<void> {
+    const dummy = await this.#dummy()
+    await this.#semaphore.run(() =>
+      argon2.verify(dummy, normalizePassword(password), this.#secret ? { secret: this.#secret } : {}),
+    )
+  }
+
+  #needsRehash(hash: string): boolean {
+    if (!hash.startsWith('$argon2id$')) return true
+    return argon2.needsRehash(hash, {
+      memoryCost: this.#memoryKib,
+      timeCost: this.#timeCost,
+      parallelism: PARALLELISM,
+    })
+  }
+
+  // Made with the current parameters so its verification costs exactly what a real one does.
+  #dummy(): Promise<string> {
+    if (!this.#dummyHash) {
+      const made = this.hash(randomBytes(32).toString('base64url'))
+      this.#dummyHash = made
+      // A refused or failed attempt must not be remembered: the next caller tries again.
+      made.catch(() => {
+        if (this.#dummyHash === made) this.#dummyHash = undefined
+      })
+    }
+    return this.#dummyHash
+  }
+}
+
+class Semaphore {
+  active = 0
+  readonly #queue: (() => void)[] = []
+  readonly #limit: number
+  readonly #maxQueue: number
+
+  constructor(limit: number, maxQueue: number) {
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError('concurrency must be a positive integer')
+    if (!Number.isInteger(maxQueue) || maxQueue < 0)
+      throw new RangeError('maxQueue must be a non-negative integer')
+    this.#limit = limit
+    this.#maxQueue = maxQueue
+  }
+
+  get waiting(): number {
+    return this.#queue.length
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    await this.#acquire()
+    try {
+      return await task()
+    } finally {
+      this.#release()
+    }
+  }
+
+  #acquire(): Promise<void> {
+    if (this.active < this.#limit) {
+      this.active++
+      return Promise.resolve()
+    }
+    if (this.#queue.length >= this.#maxQueue) {
+      return Promise.reject(new ProblemError('service_unavailable', { headers: { 'retry-after': '1' } }))
+    }
+    // The slot is handed over directly by #release, so `active` stays counted for the waiter.
+    return new Promise((resolve) => this.#queue.push(resolve))
+  }
+
+  #release(): void {
+    const next = this.#queue.shift()
+    if (next) next()
+    else this.active--
+  }
+}

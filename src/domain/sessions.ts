@@ -1,0 +1,291 @@
+import { randomUUID } from 'node:crypto'
+import { OAuthError } from '../errors.js'
+import type { SessionRepository, SessionRow } from '../storage/session-repository.js'
+import type { SessionStore, StoredSession } from '../storage/session-store.js'
+import type { UserRepository, UserRow } from '../storage/user-repository.js'
+import type { AccessTokenIssuer } from './access-tokens.js'
+import type { AuditLog, RequestContext } from './audit.js'
+import { type Clock, epochSeconds } from './clock.js'
+import { hashToken, keyFromToken, randomToken, seal, unseal } from './crypto.js'
+import { narrowToRoles } from './scopes.js'
+
+/** The RFC 6749 §5.1 token response. */
+export interface TokenResponse {
+  access_token: string
+  token_type: 'Bearer'
+  expires_in: number
+  refresh_token: string
+  scope: string
+}
+
+export interface SessionLifetimes {
+  /** Seconds. */
+  idle: number
+  absolute: number
+  rememberIdle: number
+  rememberAbsolute: number
+  /** REFRESH_REUSE_GRACE, seconds. */
+  reuseGrace: number
+}
+
+export interface SessionServiceDeps {
+  store: SessionStore
+  sessions: SessionRepository
+  users: UserRepository
+  accessTokens: AccessTokenIssuer
+  audit: AuditLog
+  clock: Clock
+  lifetimes: SessionLifetimes
+  /** Called when refresh-token reuse ends a session (the owner is told by email). */
+  onReuseDetected?: (user: UserRow) => void
+}
+
+export interface StartSessionInput {
+  user: UserRow
+  scope: string
+  amr: string[]
+  remember: boolean
+  context: RequestContext
+}
+
+/** A session as `GET /v1/me/sessions` lists it. */
+export interface SessionListEntry {
+  id: string
+  created_at: string
+  last_used_at: string
+  ip: string | null
+  user_agent: string | null
+  current: boolean
+  remember: boolean
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const SUCCESSOR_PURPOSE = 'latchkey refresh successor'
+
+/**
+ * Splits a refresh token `<session id>.<secret>` into the session id and the token's hash.
+ * The id lets the store find the family in one lookup (and keep it in one Redis hash slot);
+ * the 256-bit secret is what authenticates.
+ */
+export function parseRefreshToken(token: string): { sessionId: string; hash: string } | null {
+  const dot = token.indexOf('.')
+  if (dot !== 36 || token.length !== 36 + 1 + 43) return null
+  const sessionId = token.slice(0, dot)
+  if (!UUID.test(sessionId) || !/^[A-Za-z0-9_-]{43}$/.test(token.slice(dot + 1))) return null
+  return { sessionId, hash: hashToken(token) }
+}
+
+function mintRefreshToken(sessionId: string): string {
+  return `${sessionId}.${randomToken(32)}`
+}
+
+const invalidGrant = (description = 'The refresh token is invalid, expired or revoked') =>
+  new OAuthError('invalid_grant', description)
+
+/**
+ * Sessions and refresh-token rotation: starts sessions, rotates their refresh tokens through
+ * the store (one successor per token, honest retries within the grace window, reuse after it
+ * ends the session), and revokes them. The store holds the rotation state; PostgreSQL holds
+ * the list entry and the revocation, so both survive a restart of the API.
+ */
+export class SessionService {
+  constructor(private readonly deps: SessionServiceDeps) {}
+
+  /** Opens a session for a user who has just authenticated; answers a token response. */
+  async start(input: StartSessionInput): Promise<TokenResponse> {
+    const { store, sessions, clock, lifetimes } = this.deps
+    const now = clock.now()
+    const idle = input.remember ? lifetimes.rememberIdle : lifetimes.idle
+    const absolute = input.remember ? lifetimes.rememberAbsolute : lifetimes.absolute
+    const session: StoredSession = {
+      id: randomUUID(),
+      userId: input.user.id,
+      scope: input.scope,
+      amr: input.amr,
+      authTime: epochSeconds(now),
+      remember: input.remember,
+      createdAt: now,
+      lastUsedAt: now,
+      idleTtl: idle,
+      expiresAt: now + absolute * 1000,
+    }
+    await sessions.insert({
+      id: session.id,
+      userId: session.userId,
+      createdAt: new Date(now),
+      lastUsedAt: new Date(now),
+      idleExpiresAt: new Date(Math.min(now + idle * 1000, session.expiresAt)),
+      expiresAt: new Date(session.expiresAt),
+      remember: session.remember,
+      ip: input.context.ip,
+      userAgent: input.context.userAgent?.slice(0, 512) ?? null,
+      scope: session.scope,
+      amr: session.amr,
+      authTime: new Date(session.authTime * 1000),
+    })
+    const refreshToken = mintRefreshToken(session.id)
+    try {
+      await store.create(session, hashToken(refreshToken))
+    } catch (error) {
+      // No half-made session: without rotation state the list entry must not look live.
+      await sessions.markRevoked(session.id, new Date(now), 'store_unavailable').catch(() => {})
+      throw error
+    }
+    return this.respond(session, input.user, refreshToken)
+  }
+
+  /**
+   * The refresh grant. Rotates the token; a retry within the grace window gets the same
+   * successor; reuse after it revokes the session, writes an audit event and tells the owner.
+   */
+  async refresh(refreshToken: string, context: RequestContext): Promise<TokenResponse> {
+    const { store, clock, lifetimes } = this.deps
+    const parsed = parseRefreshToken(refreshToken)
+    if (!parsed) throw invalidGrant()
+    const successor = mintRefreshToken(parsed.sessionId)
+    const sealKey = keyFromToken(refreshToken, SUCCESSOR_PURPOSE)
+    const now = clock.now()
+    const result = await store.rotate({
+      sessionId: parsed.sessionId,
+      presentedHash: parsed.hash,
+      successorHash: hashToken(successor),
+      successorSealed: seal(sealKey, successor, parsed.sessionId),
+      now,
+      graceMs: lifetimes.reuseGrace * 1000,
+    })
+    switch (result.outcome) {
+      case 'rotated': {
+        const user = await this.activeUser(result.session)
+        const idleExpiry = Math.min(now + result.session.idleTtl * 1000, result.session.expiresAt)
+        await this.deps.sessions.touch(result.session.id, new Date(now), new Date(idleExpiry))
+        return this.respond(result.session, user, successor)
+      }
+      case 'replayed': {
+        const user = await this.activeUser(result.session)
+        return this.respond(result.session, user, unseal(sealKey, result.successorSealed, parsed.sessionId))
+      }
+      case 'reused': {
+        await this.deps.sessions.markRevoked(result.session.id, new Date(now), 'refresh_reuse')
+        await this.deps.audit.record({
+          type: 'auth.refresh_reuse_detected',
+          outcome: 'failure',
+          userId: result.session.userId,
+          context,
+          details: { session_id: result.session.id },
+        })
+        const user = await this.deps.users.findById(result.session.userId)
+        if (user) this.deps.onReuseDetected?.(user)
+        throw invalidGrant()
+      }
+      case 'expired':
+        await this.deps.sessions.markRevoked(result.sessionId, new Date(now), 'expired')
+        throw invalidGrant()
+      default:
+        throw invalidGrant()
+    }
+  }
+
+  /** Ends the session a refresh token belongs to (logout, RFC 7009); unknown tokens are ignored. */
+  async revokeByRefreshToken(refreshToken: string, context: RequestContext, reason: string): Promise<void> {
+    const parsed = parseRefreshToken(refreshToken)
+    if (!parsed) return
+    const standing = await this.deps.store.standing(parsed.sessionId, parsed.hash, this.deps.clock.now())
+    if (standing !== 'current' && standing !== 'previous') return
+    const session = await this.deps.store.get(parsed.sessionId, this.deps.clock.now())
+    await this.revoke(parsed.sessionId, { reason, actorId: session?.userId ?? null, context })
+  }
+
+  /** Ends one session at once: its refresh token and its access tokens stop working. */
+  async revoke(
+    sessionId: string,
+    options: { reason: string; actorId: string | null; context?: RequestContext },
+  ): Promise<void> {
+    await this.deps.store.revoke(sessionId)
+    const row = await this.deps.sessions.findById(sessionId)
+    const changed = await this.deps.sessions.markRevoked(
+      sessionId,
+      new Date(this.deps.clock.now()),
+      options.reason,
+    )
+    if (changed && row) {
+      await this.deps.audit.record({
+        type: options.reason === 'logout' ? 'auth.logout' : 'session.revoked',
+        outcome: 'success',
+        actorId: options.actorId,
+        userId: row.userId,
+        ...(options.context ? { context: options.context } : {}),
+        details: { session_id: sessionId, reason: options.reason },
+      })
+    }
+  }
+
+  /** Ends every session of a user, or every one but `except`. */
+  async revokeAllForUser(
+    userId: string,
+    options: { reason: string; actorId: string | null; except?: string; context?: RequestContext },
+  ): Promise<number> {
+    const ids = await this.deps.sessions.listUnrevokedIds(userId, options.except)
+    for (const id of ids) await this.revoke(id, options)
+    return ids.length
+  }
+
+  /** The live session behind an access token's `sid`, or null when it was revoked or expired. */
+  async live(sessionId: string): Promise<StoredSession | null> {
+    return this.deps.store.get(sessionId, this.deps.clock.now())
+  }
+
+  /** The user's live sessions, newest first, for the session list. */
+  async list(userId: string, currentSessionId: string): Promise<SessionListEntry[]> {
+    const rows = await this.deps.sessions.listLive(userId, new Date(this.deps.clock.now()))
+    return rows.map((row) => toListEntry(row, currentSessionId))
+  }
+
+  /** The session's owner, when the session belongs to `userId` and is live (ownership check). */
+  async findOwned(sessionId: string, userId: string): Promise<SessionRow | undefined> {
+    if (!UUID.test(sessionId)) return undefined
+    const row = await this.deps.sessions.findById(sessionId)
+    if (!row || row.userId !== userId || row.revokedAt) return undefined
+    return row
+  }
+
+  private async activeUser(session: StoredSession): Promise<UserRow> {
+    const user = await this.deps.users.findById(session.userId)
+    if (!user || user.disabledAt) {
+      await this.revoke(session.id, { reason: user ? 'account_disabled' : 'account_deleted', actorId: null })
+      throw invalidGrant()
+    }
+    return user
+  }
+
+  private async respond(session: StoredSession, user: UserRow, refreshToken: string): Promise<TokenResponse> {
+    // Roles are read at every refresh, so a role change shows in the next access token.
+    const scope = narrowToRoles(session.scope, user.roles)
+    const { token, expiresIn } = await this.deps.accessTokens.issue({
+      userId: user.id,
+      sessionId: session.id,
+      scope,
+      roles: user.roles,
+      authTime: session.authTime,
+      amr: session.amr,
+    })
+    return {
+      access_token: token,
+      token_type: 'Bearer',
+      expires_in: expiresIn,
+      refresh_token: refreshToken,
+      scope,
+    }
+  }
+}
+
+function toListEntry(row: SessionRow, currentSessionId: string): SessionListEntry {
+  return {
+    id: row.id,
+    created_at: row.createdAt.toISOString(),
+    last_used_at: row.lastUsedAt.toISOString(),
+    ip: row.ip,
+    user_agent: row.userAgent,
+    current: row.id === currentSessionId,
+    remember: row.remember,
+  }
+}

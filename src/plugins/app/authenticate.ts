@@ -1,0 +1,114 @@
+import fastifyJwt from '@fastify/jwt'
+import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import type { AccessTokenClaims } from '../../domain/access-tokens.js'
+import { parseScope } from '../../domain/scopes.js'
+import { bearerError, ProblemError } from '../../errors.js'
+import type { Services } from '../../services.js'
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: AccessTokenClaims
+    user: AccessTokenClaims
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** preHandler: a valid access token of a live session, or 401. Sets `request.user`. */
+    authenticate: preHandlerAsyncHookHandler
+    /** preHandler factory: the token's `scope` claim must hold every one of `scopes`, else 403. */
+    requireScope(...scopes: string[]): preHandlerAsyncHookHandler
+    /** preHandler factory: the token's `roles` claim must hold one of `roles`, else 403. */
+    requireRole(...roles: string[]): preHandlerAsyncHookHandler
+  }
+}
+
+const ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const
+
+/**
+ * Bearer verification through @fastify/jwt (fast-jwt, synchronous: it does not queue behind
+ * argon2 on libuv's pool), with the key chosen by `kid` from the same key ring that signs.
+ * Each key verifies only its own algorithm, so no key is ever usable with another (no HS256
+ * with an RSA public key, no `none`).
+ */
+export default fp(
+  async function authenticate(app: FastifyInstance, options: { services: Services }) {
+    const { keyRing, sessions, config } = options.services
+
+    await app.register(fastifyJwt, {
+      secret: {
+        public: async (_request: FastifyRequest, token: { header?: { kid?: unknown; alg?: unknown } }) => {
+          const kid = token.header?.kid
+          const key = typeof kid === 'string' ? keyRing.verificationKey(kid) : undefined
+          if (!key || token.header?.alg !== key.alg) throw new Error('unknown key or algorithm')
+          return key.publicPem
+        },
+      } as never,
+      // The key callback needs the header (kid, alg).
+      decode: { complete: true },
+      verify: {
+        algorithms: [...ALGORITHMS],
+        allowedIss: config.ISSUER,
+        allowedAud: config.ACCESS_TOKEN_AUDIENCE,
+        checkTyp: 'at+jwt',
+        requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'sid', 'scope'],
+        clockTolerance: 5,
+      } as never,
+    })
+
+    app.decorate('authenticate', async function authenticateRequest(request: FastifyRequest) {
+      const header = request.headers.authorization
+      if (!header) throw bearerError('missing')
+      if (!/^Bearer [A-Za-z0-9._~+/-]+=*$/.test(header)) throw bearerError('invalid')
+      try {
+        await request.jwtVerify()
+      } catch (error) {
+        request.log.info({ reason: (error as Error).message }, 'bearer token refused')
+        throw bearerError('invalid', expiredMessage(error))
+      }
+      const claims = request.user
+      if (!hasWellFormedClaims(claims)) throw bearerError('invalid')
+      // A revoked session's tokens stop at once, before they expire.
+      const session = await sessions.live(claims.sid)
+      if (!session || session.userId !== claims.sub) throw bearerError('invalid', 'The session has ended')
+    })
+
+    app.decorate('requireScope', (...required: string[]) => {
+      return async function requireScope(request: FastifyRequest, reply: FastifyReply) {
+        const granted = parseScope(request.user.scope)
+        if (!required.every((scope) => granted.includes(scope))) {
+          reply.header('www-authenticate', `Bearer error="insufficient_scope", scope="${required.join(' ')}"`)
+          throw new ProblemError('insufficient_scope', { detail: `Requires scope: ${required.join(' ')}` })
+        }
+      }
+    })
+
+    app.decorate('requireRole', (...allowed: string[]) => {
+      return async function requireRole(request: FastifyRequest) {
+        if (!request.user.roles.some((role) => allowed.includes(role))) {
+          throw new ProblemError('forbidden', { detail: 'The account does not have the required role' })
+        }
+      }
+    })
+  },
+  { name: 'authenticate', dependencies: ['error-handler'] },
+)
+
+function expiredMessage(error: unknown): string | undefined {
+  const code = (error as { code?: string }).code ?? ''
+  return code.includes('EXPIRED') ? 'The access token has expired' : undefined
+}
+
+/** exp, nbf, iat and auth_time must be finite integers; roles and amr arrays of strings. */
+function hasWellFormedClaims(claims: AccessTokenClaims): boolean {
+  return (
+    [claims.exp, claims.nbf, claims.iat, claims.auth_time].every(Number.isSafeInteger) &&
+    typeof claims.sub === 'string' &&
+    typeof claims.sid === 'string' &&
+    typeof claims.scope === 'string' &&
+    Array.isArray(claims.roles) &&
+    claims.roles.every((role) => typeof role === 'string') &&
+    Array.isArray(claims.amr)
+  )
+}

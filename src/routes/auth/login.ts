@@ -1,0 +1,45 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { Email, Password, problems, TokenResponse } from '../../schemas/common.js'
+import { noStore, requestContext } from '../context.js'
+
+const LoginRequest = Type.Object(
+  {
+    email: Email,
+    password: Password,
+    remember: Type.Optional(Type.Boolean({ description: 'Remember me: 7 days idle / 30 days absolute' })),
+    scope: Type.Optional(
+      Type.String({
+        maxLength: 512,
+        description: 'Space-separated; narrower than the roles grant, never wider',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+/** Password sign-in. */
+const loginRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { accounts } = app.services
+
+  app.post(
+    '/login',
+    {
+      schema: {
+        tags: ['sign-in'],
+        summary: 'Sign in with email and password',
+        description:
+          'Unknown email and wrong password answer the same 401 invalid_credentials. email_not_verified and account_disabled are told only to a caller who gave the right password.',
+        body: LoginRequest,
+        response: { 200: TokenResponse, ...problems(400, 401, 403, 415, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      noStore(reply)
+      const { email, password, remember, scope } = request.body
+      return accounts.login({ email, password, remember, scope, context: requestContext(request) })
+    },
+  )
+}
+
+export default loginRoutes

@@ -1,0 +1,26 @@
+import type { FastifyPluginAsync } from 'fastify'
+import loginRoutes from './auth/login.js'
+import logoutRoutes from './auth/logout.js'
+import signupRoutes from './auth/signup.js'
+import tokenRoutes from './auth/token.js'
+import healthRoutes from './health.js'
+import meRoutes from './me/index.js'
+import wellKnownRoutes from './well-known.js'
+
+/** Every route, mounted under the URL tree the files mirror. */
+const routes: FastifyPluginAsync = async (app) => {
+  await app.register(wellKnownRoutes)
+  await app.register(healthRoutes)
+  await app.register(
+    async (auth) => {
+      await auth.register(signupRoutes)
+      await auth.register(loginRoutes)
+      await auth.register(logoutRoutes)
+      await auth.register(tokenRoutes)
+    },
+    { prefix: '/v1/auth' },
+  )
+  await app.register(meRoutes, { prefix: '/v1/me' })
+}
+
+export default routes

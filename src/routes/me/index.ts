@@ -1,0 +1,144 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { ProblemError } from '../../errors.js'
+import { problems, Uuid } from '../../schemas/common.js'
+import { noStore, requestContext } from '../context.js'
+
+const Me = Type.Object({
+  id: Uuid,
+  email: Type.String(),
+  email_verified: Type.Boolean(),
+  roles: Type.Array(Type.String()),
+  mfa: Type.Object({ totp: Type.Boolean(), recovery_codes_left: Type.Integer() }),
+  identities: Type.Array(Type.Object({ provider: Type.String(), subject: Type.String() })),
+  created_at: Type.String({ format: 'date-time' }),
+})
+
+const SessionEntry = Type.Object({
+  id: Uuid,
+  created_at: Type.String({ format: 'date-time' }),
+  last_used_at: Type.String({ format: 'date-time' }),
+  ip: Type.Union([Type.String(), Type.Null()]),
+  user_agent: Type.Union([Type.String(), Type.Null()]),
+  current: Type.Boolean(),
+  remember: Type.Boolean(),
+})
+
+const bearer = [{ bearer: [] }]
+
+/** The signed-in user: profile and sessions. Ownership: a user sees and ends only their own. */
+const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { users, sessions } = app.services
+
+  app.get(
+    '/',
+    {
+      preHandler: [app.authenticate, app.requireScope('profile')],
+      schema: {
+        tags: ['me'],
+        summary: 'The signed-in user',
+        security: bearer,
+        response: { 200: Me, ...problems(401, 403) },
+      },
+    },
+    async (request, reply) => {
+      noStore(reply)
+      const user = await users.findById(request.user.sub)
+      if (!user)
+        throw new ProblemError('invalid_token', { status: 401, detail: 'The account no longer exists' })
+      return {
+        id: user.id,
+        email: user.email,
+        email_verified: user.emailVerifiedAt !== null,
+        roles: user.roles,
+        mfa: { totp: false, recovery_codes_left: 0 },
+        identities: [],
+        created_at: user.createdAt.toISOString(),
+      }
+    },
+  )
+
+  app.get(
+    '/sessions',
+    {
+      preHandler: [app.authenticate, app.requireScope('sessions')],
+      schema: {
+        tags: ['me'],
+        summary: 'The live sessions of the signed-in user',
+        security: bearer,
+        querystring: Type.Object(
+          {
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 50 })),
+            cursor: Type.Optional(Type.String({ maxLength: 64 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({
+            items: Type.Array(SessionEntry),
+            next_cursor: Type.Union([Type.String(), Type.Null()]),
+          }),
+          ...problems(401, 403),
+        },
+      },
+    },
+    async (request, reply) => {
+      noStore(reply)
+      const all = await sessions.list(request.user.sub, request.user.sid)
+      const limit = request.query.limit ?? 50
+      const start = request.query.cursor ? all.findIndex((entry) => entry.id === request.query.cursor) + 1 : 0
+      const items = all.slice(start, start + limit)
+      const next = start + limit < all.length ? (items.at(-1)?.id ?? null) : null
+      return { items, next_cursor: next }
+    },
+  )
+
+  app.delete(
+    '/sessions/:id',
+    {
+      preHandler: [app.authenticate, app.requireScope('sessions')],
+      schema: {
+        tags: ['me'],
+        summary: 'End one of my sessions',
+        description: "A session that is not the caller's answers 404, as if it did not exist.",
+        security: bearer,
+        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        response: { 204: Type.Null(), ...problems(401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const owned = await sessions.findOwned(request.params.id, request.user.sub)
+      if (!owned) throw new ProblemError('not_found', { detail: 'No such session' })
+      await sessions.revoke(owned.id, {
+        reason: 'revoked_by_user',
+        actorId: request.user.sub,
+        context: requestContext(request),
+      })
+      return reply.code(204).send(null)
+    },
+  )
+
+  app.delete(
+    '/sessions',
+    {
+      preHandler: [app.authenticate, app.requireScope('sessions')],
+      schema: {
+        tags: ['me'],
+        summary: 'End every session but the current one',
+        security: bearer,
+        response: { 204: Type.Null(), ...problems(401, 403) },
+      },
+    },
+    async (request, reply) => {
+      await sessions.revokeAllForUser(request.user.sub, {
+        reason: 'revoked_by_user',
+        actorId: request.user.sub,
+        except: request.user.sid,
+        context: requestContext(request),
+      })
+      return reply.code(204).send(null)
+    },
+  )
+}
+
+export default meRoutes

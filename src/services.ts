@@ -1,0 +1,291 @@
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import type { Config } from './config.js'
+import { decodeKeyEncryptionKey } from './config.js'
+import { AccessTokenIssuer } from './domain/access-tokens.js'
+import { AccountService } from './domain/accounts.js'
+import { AuditLog } from './domain/audit.js'
+import { type Clock, systemClock } from './domain/clock.js'
+import { KeyRing } from './domain/key-ring.js'
+import { Outbox } from './domain/outbox.js'
+import { PasswordHasher } from './domain/password-hasher.js'
+import { SessionService } from './domain/sessions.js'
+import { DependencyUnavailableError } from './errors.js'
+import { createMailer, type Mailer } from './mail/mailer.js'
+import * as templates from './mail/templates.js'
+import { AuditRepository } from './storage/audit-repository.js'
+import { type DatabaseHandle, openDatabase } from './storage/database.js'
+import { EmailTokenRepository } from './storage/email-token-repository.js'
+import { MemorySessionStore } from './storage/memory-session-store.js'
+import { RedisSessionStore } from './storage/redis-session-store.js'
+import { SessionRepository } from './storage/session-repository.js'
+import type { SessionStore } from './storage/session-store.js'
+import { SigningKeyRepository } from './storage/signing-key-repository.js'
+import { UserRepository } from './storage/user-repository.js'
+
+export interface ServiceLogger {
+  info(object: unknown, message?: string): void
+  warn(object: unknown, message?: string): void
+  error(object: unknown, message?: string): void
+}
+
+export interface ServiceOverrides {
+  clock?: Clock
+  mailer?: Mailer
+  /** Key prefix in Redis (tests give each run its own). */
+  redisPrefix?: string
+  /** Skip the periodic key-table refresh (tests drive it). */
+  keyRefresh?: boolean
+}
+
+/** Everything the routes use, built once from the configuration (the composition root). */
+export interface Services {
+  config: Config
+  clock: Clock
+  database: DatabaseHandle
+  redis: Redis | undefined
+  store: SessionStore
+  users: UserRepository
+  keyRing: KeyRing
+  accessTokens: AccessTokenIssuer
+  audit: AuditLog
+  outbox: Outbox
+  hasher: PasswordHasher
+  sessions: SessionService
+  accounts: AccountService
+  /** Dependencies that /readyz checks. */
+  readiness(): Promise<{ database: boolean; redis: boolean }>
+  close(): Promise<void>
+}
+
+/** Opens storage, loads the key ring and wires the domain services. */
+export async function createServices(
+  config: Config,
+  logger: ServiceLogger,
+  overrides: ServiceOverrides = {},
+): Promise<Services> {
+  const clock = overrides.clock ?? systemClock
+  const closers: (() => Promise<void>)[] = []
+  try {
+    const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR })
+    closers.push(() => database.close())
+    await database.migrate()
+
+    let redis: Redis | undefined
+    let store: SessionStore
+    if (config.REDIS_URL) {
+      redis = createRedisClient(config.REDIS_URL)
+      const client = redis
+      closers.push(async () => {
+        client.disconnect()
+      })
+      await waitForRedis(client)
+      store = guardStore(new RedisSessionStore(client, { prefix: overrides.redisPrefix ?? 'lk:' }))
+    } else {
+      store = new MemorySessionStore()
+    }
+    closers.push(() => store.close())
+
+    const db = database.db
+    const users = new UserRepository(db)
+    const sessionRows = new SessionRepository(db)
+    if (store.kind === 'memory') {
+      // The in-process store starts empty: sessions of an earlier process cannot be refreshed,
+      // so their list entries must not look live.
+      const ended = await sessionRows.revokeAllUnrevoked(new Date(clock.now()), 'restart')
+      if (ended > 0)
+        logger.warn({ sessions: ended }, 'in-process session store: sessions of the last run ended')
+    }
+
+    const keyRing = new KeyRing({
+      repository: new SigningKeyRepository(db),
+      encryptionKey: await keyEncryptionKey(config, logger),
+      alg: config.SIGNING_ALG,
+      clock,
+      jwksMaxAgeSeconds: config.JWKS_MAX_AGE,
+      accessTokenTtlSeconds: config.ACCESS_TOKEN_TTL,
+      rotationIntervalSeconds: config.KEY_ROTATION_INTERVAL,
+    })
+    await keyRing.initialise()
+    if (overrides.keyRefresh !== false) {
+      // Re-read often enough that a key added elsewhere is published long before it signs.
+      const every = Math.max(1, Math.min(30, Math.floor(config.JWKS_MAX_AGE / 10))) * 1000
+      const timer = setInterval(() => {
+        keyRing.refresh().catch((error: unknown) => logger.error({ err: error }, 'key ring refresh failed'))
+      }, every)
+      timer.unref()
+      closers.push(async () => clearInterval(timer))
+    }
+
+    const mailer =
+      overrides.mailer ??
+      createMailer({ smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dataDir: config.DATA_DIR, logger })
+    closers.push(() => mailer.close())
+    const outbox = new Outbox(mailer, logger)
+    closers.push(() => outbox.drain())
+
+    const audit = new AuditLog(new AuditRepository(db), logger)
+    const hasher = new PasswordHasher({
+      memoryKib: config.ARGON2_MEMORY_KIB,
+      timeCost: config.ARGON2_TIME_COST,
+      concurrency: config.ARGON2_CONCURRENCY,
+      ...(config.PASSWORD_PEPPER ? { pepper: config.PASSWORD_PEPPER } : {}),
+    })
+    const accessTokens = new AccessTokenIssuer(
+      keyRing,
+      {
+        issuer: config.ISSUER,
+        audience: config.ACCESS_TOKEN_AUDIENCE,
+        clientId: config.CLIENT_ID,
+        ttlSeconds: config.ACCESS_TOKEN_TTL,
+      },
+      clock,
+    )
+    const sessions = new SessionService({
+      store,
+      sessions: sessionRows,
+      users,
+      accessTokens,
+      audit,
+      clock,
+      lifetimes: {
+        idle: config.SESSION_IDLE_TTL,
+        absolute: config.SESSION_MAX_TTL,
+        rememberIdle: config.REMEMBER_IDLE_TTL,
+        rememberAbsolute: config.REMEMBER_MAX_TTL,
+        reuseGrace: config.REFRESH_REUSE_GRACE,
+      },
+      onReuseDetected: (user) => outbox.send({ to: user.email, ...templates.sessionEndedByReuse() }),
+    })
+    const accounts = new AccountService({
+      users,
+      emailTokens: new EmailTokenRepository(db),
+      hasher,
+      sessions,
+      audit,
+      outbox,
+      clock,
+      settings: {
+        appUrl: config.APP_URL,
+        emailVerification: config.EMAIL_VERIFICATION,
+        verifyTokenTtl: config.VERIFY_TOKEN_TTL,
+      },
+    })
+
+    return {
+      config,
+      clock,
+      database,
+      redis,
+      store,
+      users,
+      keyRing,
+      accessTokens,
+      audit,
+      outbox,
+      hasher,
+      sessions,
+      accounts,
+      async readiness() {
+        const [databaseUp, redisUp] = await Promise.all([
+          database.ping().then(
+            () => true,
+            () => false,
+          ),
+          store.ping().then(
+            () => true,
+            () => false,
+          ),
+        ])
+        return { database: databaseUp, redis: redisUp }
+      },
+      close: () => closeAll(closers),
+    }
+  } catch (error) {
+    await closeAll(closers)
+    throw error
+  }
+}
+
+async function closeAll(closers: (() => Promise<void>)[]): Promise<void> {
+  for (const close of closers.reverse()) await close().catch(() => {})
+  closers.length = 0
+}
+
+/**
+ * A Redis client that fails fast: bounded connect and command timeouts and no offline queue,
+ * so an outage answers 503 at once instead of holding requests; it reconnects by itself.
+ */
+export function createRedisClient(url: string): Redis {
+  const client = new Redis(url, {
+    connectTimeout: 2000,
+    commandTimeout: 2000,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    lazyConnect: false,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+  })
+  client.on('error', () => {
+    // Connection errors surface through the commands that fail; readiness reports them.
+  })
+  return client
+}
+
+async function waitForRedis(client: Redis): Promise<void> {
+  if (client.status === 'ready') return
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup()
+      reject(new Error('Redis is not reachable (REDIS_URL)'))
+    }, 10_000)
+    const onReady = () => {
+      cleanup()
+      resolve()
+    }
+    const cleanup = () => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+    }
+    client.on('ready', onReady)
+  })
+}
+
+/** Turns any failure of the store into a DependencyUnavailableError (answered 503). */
+function guardStore(store: SessionStore): SessionStore {
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver)
+      if (typeof value !== 'function' || property === 'close') return value
+      return async (...args: unknown[]) => {
+        try {
+          return await value.apply(target, args)
+        } catch (error) {
+          throw new DependencyUnavailableError('redis', error)
+        }
+      }
+    },
+  })
+}
+
+/**
+ * KEY_ENCRYPTION_KEY, or (outside production) a key generated once and kept in
+ * DATA_DIR/key-encryption-key so restarts can read the keys they sealed.
+ */
+async function keyEncryptionKey(config: Config, logger: ServiceLogger): Promise<Buffer> {
+  if (config.KEY_ENCRYPTION_KEY) return decodeKeyEncryptionKey(config.KEY_ENCRYPTION_KEY)!
+  const file = join(config.DATA_DIR, 'key-encryption-key')
+  try {
+    const stored = decodeKeyEncryptionKey((await readFile(file, 'utf8')).trim())
+    if (stored) return stored
+    throw new Error(`${file} does not hold a 32-byte key`)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+  const key = randomBytes(32)
+  await mkdir(config.DATA_DIR, { recursive: true })
+  await writeFile(file, `${key.toString('hex')}\n`, { mode: 0o600, flag: 'wx' })
+  logger.warn({ file }, 'KEY_ENCRYPTION_KEY is not set: generated one for development')
+  return key
+}

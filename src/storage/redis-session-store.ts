@@ -1,0 +1,241 @@
+/**
+ * The Redis SessionStore used by every production instance.
+ *
+ * One HASH per session at `${prefix}session:{${sessionId}}` (the braces are a Cluster hash tag:
+ * each script touches one key, so one slot). Fields:
+ *
+ *   user, scope, amr (JSON), auth_time (s), remember ('1'|'0'), created, last_used (ms),
+ *   idle_ttl (s), expires (ms)       the StoredSession
+ *   cur                               hash of the current refresh token
+ *   prev, prev_at, succ               the token spent last, when (ms), and the sealed successor it got
+ *   x:<hash>                          one per spent token (prev included) → when it was spent (ms)
+ *
+ * The key carries PEXPIREAT min(last_used + idle_ttl, expires), set on create and on each
+ * rotation, so Redis drops dead sessions by itself. Rotation is one Lua script (atomic, so
+ * concurrent presentations of one token never fork the chain). The clock is passed in (`now`),
+ * never read from Redis, so the state machine is the same as the in-process store's.
+ */
+import type { Redis } from 'ioredis'
+import type {
+  RotateInput,
+  RotateOutcome,
+  SessionStore,
+  StoredSession,
+  TokenStanding,
+} from './session-store.js'
+
+export interface RedisSessionStoreOptions {
+  /** Key prefix; default 'lk:'. */
+  prefix?: string
+}
+
+/** The StoredSession fields, in the order every script and HMGET returns them. */
+const SESSION_FIELDS = [
+  'user',
+  'scope',
+  'amr',
+  'auth_time',
+  'remember',
+  'created',
+  'last_used',
+  'idle_ttl',
+  'expires',
+] as const
+
+/**
+ * KEYS[1] session key. ARGV: user, scope, amr, auth_time, remember, created, last_used, idle_ttl,
+ * expires, cur, deadline (ms). Returns 1 when created, 0 when the key exists (nothing written).
+ */
+const CREATE_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1],
+  'user', ARGV[1], 'scope', ARGV[2], 'amr', ARGV[3], 'auth_time', ARGV[4], 'remember', ARGV[5],
+  'created', ARGV[6], 'last_used', ARGV[7], 'idle_ttl', ARGV[8], 'expires', ARGV[9], 'cur', ARGV[10])
+redis.call('PEXPIREAT', KEYS[1], ARGV[11])
+return 1
+`
+
+/**
+ * KEYS[1] session key. ARGV: presented hash, successor hash, successor sealed, now (ms), grace (ms).
+ * Returns {outcome} for 'unknown' and 'expired', else {outcome, user, scope, amr, auth_time,
+ * remember, created, last_used, idle_ttl, expires[, succ]} (succ only for 'replayed').
+ */
+const ROTATE_LUA = `
+local key = KEYS[1]
+local presented = ARGV[1]
+local now = tonumber(ARGV[4])
+local f = redis.call('HMGET', key, 'user', 'scope', 'amr', 'auth_time', 'remember', 'created',
+  'last_used', 'idle_ttl', 'expires', 'cur', 'prev', 'prev_at', 'succ')
+if not f[1] then return {'unknown'} end
+local idle_ms = tonumber(f[8]) * 1000
+local expires = tonumber(f[9])
+if now > expires or now > tonumber(f[7]) + idle_ms then
+  redis.call('DEL', key)
+  return {'expired'}
+end
+local function answer(outcome, last_used, extra)
+  local r = {outcome, f[1], f[2], f[3], f[4], f[5], f[6], last_used, f[8], f[9]}
+  if extra then r[11] = extra end
+  return r
+end
+if presented == f[10] then
+  redis.call('HSET', key, 'prev', presented, 'prev_at', ARGV[4], 'succ', ARGV[3], 'cur', ARGV[2],
+    'x:' .. presented, ARGV[4], 'last_used', ARGV[4])
+  redis.call('PEXPIREAT', key, string.format('%.0f', math.min(now + idle_ms, expires)))
+  return answer('rotated', ARGV[4])
+end
+if f[11] and presented == f[11] then
+  if f[13] and now - tonumber(f[12]) <= tonumber(ARGV[5]) then
+    return answer('replayed', f[7], f[13])
+  end
+  redis.call('DEL', key)
+  return answer('reused', f[7])
+end
+if redis.call('HEXISTS', key, 'x:' .. presented) == 1 then
+  redis.call('DEL', key)
+  return answer('reused', f[7])
+end
+return {'unknown'}
+`
+
+interface SessionCommands {
+  latchkeySessionCreate(key: string, ...args: string[]): Promise<number>
+  latchkeySessionRotate(key: string, ...args: string[]): Promise<string[]>
+}
+
+function int(value: string | null | undefined, field: string): number {
+  const n = Number(value)
+  if (value == null || value === '' || !Number.isFinite(n)) {
+    throw new Error(`session store: field ${field} is not a number (${String(value)})`)
+  }
+  return n
+}
+
+/** Builds a StoredSession from the nine SESSION_FIELDS values. */
+function toSession(id: string, v: (string | null)[]): StoredSession {
+  const amr: unknown = JSON.parse(v[2] ?? '[]')
+  if (!Array.isArray(amr) || !amr.every((m) => typeof m === 'string')) {
+    throw new Error('session store: field amr is not a list of strings')
+  }
+  return {
+    id,
+    userId: v[0] ?? '',
+    scope: v[1] ?? '',
+    amr,
+    authTime: int(v[3], 'auth_time'),
+    remember: v[4] === '1',
+    createdAt: int(v[5], 'created'),
+    lastUsedAt: int(v[6], 'last_used'),
+    idleTtl: int(v[7], 'idle_ttl'),
+    expiresAt: int(v[8], 'expires'),
+  }
+}
+
+function isExpired(session: StoredSession, now: number): boolean {
+  return now > session.expiresAt || now > session.lastUsedAt + session.idleTtl * 1000
+}
+
+export class RedisSessionStore implements SessionStore {
+  readonly kind = 'redis' as const
+  readonly #redis: Redis & SessionCommands
+  readonly #prefix: string
+
+  /** `redis` is owned by the caller: close() does not quit it. */
+  constructor(redis: Redis, options: RedisSessionStoreOptions = {}) {
+    this.#prefix = options.prefix ?? 'lk:'
+    redis.defineCommand('latchkeySessionCreate', { numberOfKeys: 1, lua: CREATE_LUA })
+    redis.defineCommand('latchkeySessionRotate', { numberOfKeys: 1, lua: ROTATE_LUA })
+    this.#redis = redis as Redis & SessionCommands
+  }
+
+  /** The session's key (exposed for tests and tooling). */
+  key(sessionId: string): string {
+    return `${this.#prefix}session:{${sessionId}}`
+  }
+
+  async create(session: StoredSession, refreshHash: string): Promise<void> {
+    const deadline = Math.min(session.lastUsedAt + session.idleTtl * 1000, session.expiresAt)
+    const created = await this.#redis.latchkeySessionCreate(
+      this.key(session.id),
+      session.userId,
+      session.scope,
+      JSON.stringify(session.amr),
+      String(session.authTime),
+      session.remember ? '1' : '0',
+      String(session.createdAt),
+      String(session.lastUsedAt),
+      String(session.idleTtl),
+      String(session.expiresAt),
+      refreshHash,
+      String(Math.trunc(deadline)),
+    )
+    if (created !== 1) throw new Error(`session ${session.id} already exists`)
+  }
+
+  async rotate(input: RotateInput): Promise<RotateOutcome> {
+    const { sessionId } = input
+    const reply = await this.#redis.latchkeySessionRotate(
+      this.key(sessionId),
+      input.presentedHash,
+      input.successorHash,
+      input.successorSealed,
+      String(input.now),
+      String(input.graceMs),
+    )
+    const outcome = reply[0]
+    switch (outcome) {
+      case 'unknown':
+        return { outcome: 'unknown' }
+      case 'expired':
+        return { outcome: 'expired', sessionId }
+      case 'rotated':
+      case 'reused':
+        return { outcome, session: toSession(sessionId, reply.slice(1, 10)) }
+      case 'replayed':
+        return {
+          outcome,
+          session: toSession(sessionId, reply.slice(1, 10)),
+          successorSealed: reply[10] ?? '',
+        }
+      default:
+        throw new Error(`session store: unexpected rotate reply ${String(outcome)}`)
+    }
+  }
+
+  async standing(sessionId: string, presentedHash: string, now: number): Promise<TokenStanding | null> {
+    const [cur, prev, lastUsed, idleTtl, expires, spent] = await this.#redis.hmget(
+      this.key(sessionId),
+      'cur',
+      'prev',
+      'last_used',
+      'idle_ttl',
+      'expires',
+      `x:${presentedHash}`,
+    )
+    if (cur == null) return null
+    const lastUsedAt = int(lastUsed, 'last_used')
+    const expiresAt = int(expires, 'expires')
+    if (now > expiresAt || now > lastUsedAt + int(idleTtl, 'idle_ttl') * 1000) return null
+    if (presentedHash === cur) return 'current'
+    if (presentedHash === prev) return 'previous'
+    if (spent != null) return 'spent'
+    return null
+  }
+
+  async get(sessionId: string, now: number): Promise<StoredSession | null> {
+    const values = await this.#redis.hmget(this.key(sessionId), ...SESSION_FIELDS)
+    if (values[0] == null) return null
+    const session = toSession(sessionId, values)
+    return isExpired(session, now) ? null : session
+  }
+
+  async revoke(sessionId: string): Promise<boolean> {
+    return (await this.#redis.del(this.key(sessionId))) > 0
+  }
+
+  async ping(): Promise<void> {
+    await this.#redis.ping()
+  }
+
+  async close(): Promise<void> {}
+}

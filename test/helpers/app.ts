@@ -1,0 +1,119 @@
+import { randomUUID } from 'node:crypto'
+import { Writable } from 'node:stream'
+import type { FastifyInstance } from 'fastify'
+import pino from 'pino'
+import postgres from 'postgres'
+import type { Test } from 'tap'
+import { buildApp, loggerOptions, serializers } from '../../src/app.js'
+import { type Config, loadConfig } from '../../src/config.js'
+import type { Clock } from '../../src/domain/clock.js'
+import { testDatabaseUrl, testRedisUrl } from './services.js'
+
+/** A 32-byte key for tests (never a real one). */
+export const TEST_KEY_ENCRYPTION_KEY = 'a'.repeat(64)
+
+/** Every log line the app wrote during a test, for assertions on what logs must never hold. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = []
+  override _write(chunk: Buffer, _encoding: string, callback: () => void) {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean))
+    callback()
+  }
+  get text(): string {
+    return this.lines.join('\n')
+  }
+}
+
+/** A clock the test moves by hand. */
+export class TestClock implements Clock {
+  constructor(public current = Date.now()) {}
+  now(): number {
+    return this.current
+  }
+  advance(seconds: number): void {
+    this.current += seconds * 1000
+  }
+}
+
+export interface TestApp {
+  app: FastifyInstance
+  config: Config
+  logs: LogCapture
+  /** Database URL of the test's own database (undefined with PGlite). */
+  databaseUrl: string | undefined
+  redisPrefix: string
+}
+
+/**
+ * Creates an empty PostgreSQL database for one test when TEST_DATABASE_URL is set and drops it
+ * at teardown; returns undefined (PGlite in memory) otherwise.
+ */
+export async function createTestDatabase(t: Test): Promise<string | undefined> {
+  if (!testDatabaseUrl) return undefined
+  const name = `latchkey_test_${randomUUID().replaceAll('-', '')}`
+  const admin = postgres(testDatabaseUrl, { max: 1, onnotice: () => {} })
+  await admin.unsafe(`create database ${name}`)
+  await admin.end()
+  t.teardown(async () => {
+    const cleanup = postgres(testDatabaseUrl!, { max: 1, onnotice: () => {} })
+    await cleanup.unsafe(`drop database if exists ${name} with (force)`)
+    await cleanup.end()
+  })
+  const url = new URL(testDatabaseUrl)
+  url.pathname = `/${name}`
+  return url.toString()
+}
+
+/** Removes every Redis key under `prefix`. */
+export async function deleteRedisPrefix(prefix: string): Promise<void> {
+  if (!testRedisUrl) return
+  const { Redis } = await import('ioredis')
+  const redis = new Redis(testRedisUrl)
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
+    cursor = next
+    if (keys.length > 0) await redis.del(...keys)
+  } while (cursor !== '0')
+  await redis.quit()
+}
+
+/**
+ * Builds the app for one test on its own database and Redis prefix, with `env` over the
+ * defaults; closes it and removes its data at teardown.
+ */
+export async function build(
+  t: Test,
+  env: Record<string, string> = {},
+  overrides: { clock?: Clock; databaseUrl?: string; redisPrefix?: string } = {},
+): Promise<TestApp> {
+  const databaseUrl = overrides.databaseUrl ?? (await createTestDatabase(t))
+  const redisPrefix = overrides.redisPrefix ?? `lktest:${randomUUID()}:`
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'debug',
+    DATA_DIR: t.testdir(),
+    KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
+    ISSUER: 'http://latchkey.test',
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    ...(testRedisUrl ? { REDIS_URL: testRedisUrl } : {}),
+    ...env,
+  })
+  const logs = new LogCapture()
+  const logger = pino({ ...loggerOptions(config), serializers }, logs)
+  const app = await buildApp(config, {
+    logger,
+    redisPrefix,
+    keyRefresh: false,
+    ...(overrides.clock ? { clock: overrides.clock } : {}),
+  })
+  t.teardown(async () => {
+    // A failing test shows what the app logged at warn and above.
+    if (!t.passing()) {
+      for (const line of logs.lines) if (JSON.parse(line).level >= 40) t.comment(line.slice(0, 2000))
+    }
+    await app.close()
+    if (!overrides.redisPrefix) await deleteRedisPrefix(redisPrefix)
+  })
+  return { app, config, logs, databaseUrl, redisPrefix }
+}
