@@ -77,6 +77,7 @@ const OidcProviders = Type.Transform(
 export const ConfigSchema = Type.Object({
   NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
     default: 'development',
+    description: 'production refuses embedded defaults, missing secrets and unsafe settings',
   }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000, description: 'TCP port to listen on' }),
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'address to listen on' }),
@@ -112,6 +113,7 @@ export const ConfigSchema = Type.Object({
   }),
   SIGNING_ALG: Type.Union([Type.Literal('RS256'), Type.Literal('ES256'), Type.Literal('EdDSA')], {
     default: 'RS256',
+    description: 'algorithm of new signing keys (RS256, ES256 or EdDSA)',
   }),
   KEY_ROTATION_INTERVAL: Type.Integer({
     minimum: 0,
@@ -120,15 +122,26 @@ export const ConfigSchema = Type.Object({
   }),
   EMAIL_VERIFICATION: Type.Union([Type.Literal('required'), Type.Literal('optional')], {
     default: 'required',
+    description: 'required: login waits for verification; optional: login works at once',
   }),
   METRICS_TOKEN: OptionalSecret('bearer token required by /metrics', 16),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
-    { default: 'info' },
+    { default: 'info', description: 'pino log level' },
   ),
-  BODY_LIMIT: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 65536 }),
+  BODY_LIMIT: Type.Integer({
+    minimum: 1024,
+    maximum: 10 * 1024 * 1024,
+    default: 65536,
+    description: 'largest request body in bytes (413 beyond)',
+  }),
   ACCESS_TOKEN_TTL: Seconds(900, 'access token lifetime'),
-  REFRESH_REUSE_GRACE: Type.Integer({ minimum: 0, maximum: 300, default: 10 }),
+  REFRESH_REUSE_GRACE: Type.Integer({
+    minimum: 0,
+    maximum: 300,
+    default: 10,
+    description: 'seconds a spent refresh token may be retried and get the same successor',
+  }),
   SESSION_IDLE_TTL: Seconds(12 * 3600, 'session idle lifetime'),
   SESSION_MAX_TTL: Seconds(24 * 3600, 'session absolute lifetime'),
   REMEMBER_IDLE_TTL: Seconds(7 * 86400, 'remember-me idle lifetime'),
@@ -143,9 +156,19 @@ export const ConfigSchema = Type.Object({
   RATE_LIMIT_EMAIL_IP: RateSetting('5/hour', 'sign-up, forgot-password, resend per IP'),
   RATE_LIMIT_EMAIL_ACCOUNT: RateSetting('3/hour', 'sign-up, forgot-password, resend per address'),
   RATE_LIMIT_DEFAULT: RateSetting('300/minute', 'every other endpoint per IP'),
-  ARGON2_MEMORY_KIB: Type.Integer({ minimum: 19456, maximum: 4194304, default: 19456 }),
-  ARGON2_TIME_COST: Type.Integer({ minimum: 2, maximum: 20, default: 2 }),
-  ARGON2_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 2 }),
+  ARGON2_MEMORY_KIB: Type.Integer({
+    minimum: 19456,
+    maximum: 4194304,
+    default: 19456,
+    description: 'argon2id memory cost in KiB (changing it rehashes at next login)',
+  }),
+  ARGON2_TIME_COST: Type.Integer({ minimum: 2, maximum: 20, default: 2, description: 'argon2id iterations' }),
+  ARGON2_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 64,
+    default: 2,
+    description: 'argon2 hashes in flight at once (keep below the libuv pool size, 4 by default)',
+  }),
   SHUTDOWN_TIMEOUT: Seconds(10, 'seconds to finish in-flight requests on SIGTERM'),
 })
 

@@ -85,14 +85,14 @@ export async function deleteRedisPrefix(prefix: string): Promise<void> {
 export async function build(
   t: Test,
   env: Record<string, string> = {},
-  overrides: { clock?: Clock; databaseUrl?: string; redisPrefix?: string } = {},
+  overrides: { clock?: Clock; databaseUrl?: string; redisPrefix?: string; dataDir?: string } = {},
 ): Promise<TestApp> {
   const databaseUrl = overrides.databaseUrl ?? (await createTestDatabase(t))
   const redisPrefix = overrides.redisPrefix ?? `lktest:${randomUUID()}:`
   const config = loadConfig({
     NODE_ENV: 'test',
     LOG_LEVEL: 'debug',
-    DATA_DIR: t.testdir(),
+    DATA_DIR: overrides.dataDir ?? t.testdir(),
     KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
     ISSUER: 'http://latchkey.test',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),

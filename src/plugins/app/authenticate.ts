@@ -34,7 +34,8 @@ const ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const
  */
 export default fp(
   async function authenticate(app: FastifyInstance, options: { services: Services }) {
-    const { keyRing, sessions, config } = options.services
+    const { keyRing, sessions } = options.services
+    const { config } = app
 
     await app.register(fastifyJwt, {
       secret: {
@@ -59,8 +60,11 @@ export default fp(
 
     app.decorate('authenticate', async function authenticateRequest(request: FastifyRequest) {
       const header = request.headers.authorization
-      if (!header) throw bearerError('missing')
-      if (!/^Bearer [A-Za-z0-9._~+/-]+=*$/.test(header)) throw bearerError('invalid')
+      // No Bearer credentials at all (none, or another scheme such as Basic) is RFC 6750 §3.1's
+      // "lacks any authentication information": no error attribute. The scheme is
+      // case-insensitive (RFC 7235 §2.1).
+      if (!header || !/^bearer(?:\s|$)/i.test(header)) throw bearerError('missing')
+      if (!/^bearer [A-Za-z0-9._~+/-]+=*$/i.test(header)) throw bearerError('invalid')
       try {
         await request.jwtVerify()
       } catch (error) {

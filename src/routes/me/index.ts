@@ -31,7 +31,7 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { users, sessions } = app.services
 
   app.get(
-    '/',
+    '',
     {
       preHandler: [app.authenticate, app.requireScope('profile')],
       schema: {

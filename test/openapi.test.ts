@@ -1,0 +1,40 @@
+import { readFile } from 'node:fs/promises'
+import t from 'tap'
+import { parse } from 'yaml'
+import { generateOpenApi } from '../src/openapi.js'
+
+t.test('openapi.yaml is what the route schemas generate (run `npm run openapi`)', async (t) => {
+  const committed = await readFile(new URL('../openapi.yaml', import.meta.url), 'utf8')
+  const generated = await generateOpenApi()
+  t.equal(committed, generated)
+})
+
+t.test('the document describes the contract', async (t) => {
+  const document = parse(await generateOpenApi())
+  t.equal(document.openapi, '3.1.0')
+  for (const path of [
+    '/.well-known/jwks.json',
+    '/.well-known/oauth-authorization-server',
+    '/healthz',
+    '/readyz',
+    '/v1/auth/signup',
+    '/v1/auth/verify-email',
+    '/v1/auth/verify-email/resend',
+    '/v1/auth/login',
+    '/v1/auth/token',
+    '/v1/auth/revoke',
+    '/v1/auth/logout',
+    '/v1/me',
+    '/v1/me/sessions',
+    '/v1/me/sessions/{id}',
+  ]) {
+    t.ok(document.paths[path], `${path} is documented`)
+  }
+  t.notOk(document.paths['/docs'], 'the docs UI is not part of the API document')
+  t.ok(document.components.schemas.Problem, 'Problem is a shared component')
+  t.same(Object.keys(document.paths['/v1/auth/token'].post.requestBody.content).sort(), [
+    'application/json',
+    'application/x-www-form-urlencoded',
+  ])
+  t.same(document.paths['/v1/me'].get.security, [{ bearer: [] }])
+})
