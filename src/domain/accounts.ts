@@ -103,6 +103,12 @@ export class AccountService {
     })
   }
 
+  /** Whether a verification token is unused and unexpired, without spending it (hosted page). */
+  async isVerificationTokenUsable(token: string): Promise<boolean> {
+    const now = new Date(this.deps.clock.now())
+    return (await this.deps.emailTokens.peek('verify_email', hashToken(token), now)) !== undefined
+  }
+
   /** Mails a new verification link when the address has an unverified account; silent otherwise. */
   async resendVerification(rawEmail: string): Promise<void> {
     const user = await this.deps.users.findByEmail(normalizeEmail(rawEmail))

@@ -5,6 +5,7 @@ import signupRoutes from './auth/signup.js'
 import tokenRoutes from './auth/token.js'
 import healthRoutes from './health.js'
 import meRoutes from './me/index.js'
+import pageRoutes from './pages.js'
 import wellKnownRoutes from './well-known.js'
 
 /** Every route, mounted under the URL tree the files mirror. */
@@ -21,6 +22,7 @@ const routes: FastifyPluginAsync = async (app) => {
     { prefix: '/v1/auth' },
   )
   await app.register(meRoutes, { prefix: '/v1/me' })
+  await app.register(pageRoutes)
 }
 
 export default routes
