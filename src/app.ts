@@ -106,6 +106,16 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     reply.header('x-request-id', request.id)
   })
 
+  // While shutting down, answers to requests already in flight close their connection, so
+  // keep-alive clients do not hold the server open after their last answer.
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
+  })
+
   app.addSchema(Problem)
   app.addSchema(OAuthErrorBody)
   app.addSchema(TokenResponse)

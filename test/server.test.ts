@@ -1,0 +1,67 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import t from 'tap'
+import { createTestDatabase, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js'
+import { testRedisUrl } from './helpers/services.js'
+
+/** Starts the real server process and resolves with its base URL once it listens. */
+async function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stderr?.on('data', (chunk) => {
+    output += chunk
+  })
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the server did not start:\n${output}`)), 60_000)
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk
+      const match = output.match(/Server listening at (http:\/\/127\.0\.0\.1:\d+)/)
+      if (match?.[1]) {
+        clearTimeout(timer)
+        resolve(match[1])
+      }
+    })
+    child.once('exit', (code) => reject(new Error(`the server exited with ${code}:\n${output}`)))
+  })
+  return { child, url, output: () => output }
+}
+
+t.test('SIGTERM lets in-flight requests finish, then exits 0', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const { child, url, output } = await startServer({
+    NODE_ENV: 'test',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    DATA_DIR: t.testdir(),
+    KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    ...(testRedisUrl ? { REDIS_URL: testRedisUrl } : {}),
+  })
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+
+  // Logins are slow on purpose (argon2id): they are in flight when the signal arrives.
+  const inFlight = Array.from({ length: 12 }, (_, index) =>
+    fetch(`${url}/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: `user${index}@example.com`, password: 'not a real password here' }),
+    }).then(
+      (response) => response.status,
+      (error: Error) => `failed: ${error.message}`,
+    ),
+  )
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  const statuses = await Promise.all(inFlight)
+  t.same(statuses, Array(12).fill(401), 'every in-flight request got its answer, none was reset')
+  const [code] = await exited
+  t.equal(code, 0, 'exit status 0', { output: output().slice(-3000) })
+  t.match(output(), /"signal":"SIGTERM"/)
+  t.match(output(), /shutting down/)
+})
