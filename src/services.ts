@@ -273,7 +273,7 @@ function guardStore(store: SessionStore): SessionStore {
  * KEY_ENCRYPTION_KEY, or (outside production) a key generated once and kept in
  * DATA_DIR/key-encryption-key so restarts can read the keys they sealed.
  */
-async function keyEncryptionKey(config: Config, logger: ServiceLogger): Promise<Buffer> {
+export async function keyEncryptionKey(config: Config, logger: ServiceLogger): Promise<Buffer> {
   if (config.KEY_ENCRYPTION_KEY) return decodeKeyEncryptionKey(config.KEY_ENCRYPTION_KEY)!
   const file = join(config.DATA_DIR, 'key-encryption-key')
   try {

@@ -5,7 +5,9 @@ import { createTestDatabase, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js'
 import { testRedisUrl } from './helpers/services.js'
 
 /** Starts the real server process and resolves with its base URL once it listens. */
-async function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+async function startServer(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
