@@ -9,6 +9,6 @@ t.test('.env.example and the README list every configuration variable', async (t
   const readme = await read('README.md')
   for (const { name } of describeConfig()) {
     t.match(example, new RegExp(`^#? ?${name}=`, 'm'), `${name} is in .env.example`)
-    t.match(readme, new RegExp(`\\| \`${name}\` \\|`), `${name} is in the README configuration table`)
+    t.match(readme, new RegExp(`^\\| \`${name}\` +\\|`, 'm'), `${name} is in the README configuration table`)
   }
 })

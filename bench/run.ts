@@ -1,0 +1,620 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { Redis } from 'ioredis'
+import postgres from 'postgres'
+
+/**
+ * `npm run bench`: load-tests bare baselines and the product's hot paths, each server in its own
+ * child process (bench/server.ts), with autocannon in this process, then prints req/s, p50, p99
+ * and each product path's ratio to its baseline. Exits 1 when any scenario saw a non-2xx answer,
+ * a connection error or a broken refresh chain. See bench/README.md.
+ */
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const SERVER = fileURLToPath(new URL('./server.ts', import.meta.url))
+
+function seconds(name: string, fallback: number, minimum: number): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value < minimum) {
+    process.stderr.write(`bench: ${name} must be a number of seconds >= ${minimum}\n`)
+    process.exit(64)
+  }
+  return value
+}
+
+const DURATION = seconds('BENCH_DURATION', 10, 1)
+const WARMUP = seconds('BENCH_WARMUP', 3, 0)
+/** argon2id is slow and steady: half the time is plenty. */
+const LOGIN_DURATION = Math.max(1, Math.round(DURATION / 2))
+const CONNECTIONS = 16
+const CHAINS = 16
+const LOGIN_CONNECTIONS = 4
+const ADMIN_DATABASE_URL = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres'
+const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379'
+
+const log = (message: string) => process.stderr.write(`bench: ${message}\n`)
+
+/** Other work on the machine skews every number: it is printed with the results. */
+const startLoad = loadavg()[0] ?? 0
+
+// ---------------------------------------------------------------------------------------------
+// Child servers
+
+interface ReadyLine {
+  port: number
+  token?: string
+  emails?: string[]
+}
+
+interface Server {
+  ready: ReadyLine
+  stop(): Promise<void>
+}
+
+const children = new Set<ChildProcess>()
+
+/** Starts `bench/server.ts <kind>` and waits for its `{"bench":"ready"}` line. */
+function startServer(kind: string, env: Record<string, string> = {}): Promise<Server> {
+  // `node --import tsx` is what the tsx CLI does, minus its extra supervising process: the pid
+  // we signal is the server itself.
+  const child = spawn(process.execPath, ['--import', 'tsx', SERVER, kind], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  children.add(child)
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => {
+      children.delete(child)
+      resolve()
+    })
+  })
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+    await exited
+    clearTimeout(timer)
+  }
+  return new Promise<Server>((resolve, reject) => {
+    let ready = false
+    const timer = setTimeout(() => {
+      void stop()
+      reject(new Error(`server "${kind}" did not become ready within 60 s`))
+    }, 60_000)
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(line)
+      } catch {
+        parsed = undefined
+      }
+      if (
+        !ready &&
+        parsed &&
+        typeof parsed === 'object' &&
+        (parsed as { bench?: unknown }).bench === 'ready'
+      ) {
+        ready = true
+        clearTimeout(timer)
+        resolve({ ready: parsed as ReadyLine, stop })
+        return
+      }
+      // Anything else on stdout is the server's log (LOG_LEVEL=warn): pass it on.
+      process.stderr.write(`[${kind}] ${line}\n`)
+    })
+    child.once('exit', (code, signal) => {
+      if (ready) return
+      clearTimeout(timer)
+      reject(new Error(`server "${kind}" exited before it was ready (${signal ?? `code ${code}`})`))
+    })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+interface Load {
+  path: string
+  method?: 'GET' | 'POST'
+  headers?: Record<string, string>
+  body?: string
+  connections: number
+  /** Called once per autocannon client (connection) before its first request. */
+  setupClient?: (client: autocannon.Client) => void
+}
+
+interface Measurement {
+  seconds: number
+  connections: number
+  requestsPerSecond: number
+  p50: number
+  p99: number
+  total: number
+  non2xx: number
+  errors: number
+  timeouts: number
+  statusCodes: Record<string, number>
+}
+
+/** One autocannon run; latencies are kept at full (sub-millisecond) resolution here. */
+function fire(port: number, load: Load, duration: number): Promise<Measurement> {
+  const latencies: number[] = []
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: `http://127.0.0.1:${port}`,
+        connections: load.connections,
+        duration,
+        requests: [
+          {
+            method: load.method ?? 'GET',
+            path: load.path,
+            ...(load.headers ? { headers: load.headers } : {}),
+            ...(load.body !== undefined ? { body: load.body } : {}),
+          },
+        ],
+        ...(load.setupClient ? { setupClient: load.setupClient } : {}),
+      },
+      (error, result) => {
+        if (error) return reject(error)
+        const sorted = Float64Array.from(latencies).sort()
+        const statusCodes = Object.fromEntries(
+          Object.entries(result.statusCodeStats ?? {}).map(([code, stat]) => [code, stat.count ?? 0]),
+        )
+        resolve({
+          seconds: duration,
+          connections: load.connections,
+          requestsPerSecond: result.requests.average,
+          p50: percentile(sorted, 0.5),
+          p99: percentile(sorted, 0.99),
+          total: result.requests.total,
+          non2xx: result.non2xx,
+          errors: result.errors,
+          timeouts: result.timeouts,
+          statusCodes,
+        })
+      },
+    )
+    instance.on('response', (_client, statusCode, _bytes, responseTime) => {
+      if (statusCode >= 200 && statusCode < 300) latencies.push(responseTime)
+    })
+  })
+}
+
+function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+interface Outcome {
+  name: string
+  measurement: Measurement
+  /** Non-2xx answers and connection errors during the warm-up (they fail the run too). */
+  warmupFailures: number
+  /** Refresh only: chains that got a non-200 answer, of how many. */
+  brokenChains?: { broken: number; of: number; firstError?: string }
+}
+
+async function scenario(name: string, port: number, load: () => Load, duration = DURATION): Promise<Outcome> {
+  let warmupFailures = 0
+  if (WARMUP > 0) {
+    log(`${name}: warm-up ${WARMUP} s`)
+    const warm = await fire(port, load(), WARMUP)
+    warmupFailures = warm.non2xx + warm.errors
+  }
+  log(`${name}: measuring ${duration} s`)
+  return { name, measurement: await fire(port, load(), duration), warmupFailures }
+}
+
+async function post(port: number, path: string, body: unknown): Promise<Record<string, unknown>> {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
+  const json = (await response.json()) as Record<string, unknown>
+  if (response.status !== 200) throw new Error(`POST ${path}: ${response.status} ${JSON.stringify(json)}`)
+  return json
+}
+
+interface Chain {
+  token: string
+  rotations: number
+  failures: number
+}
+
+/**
+ * N refresh-token chains: each autocannon client (one connection) owns one chain and always
+ * presents the refresh token its previous answer returned. autocannon's per-request `context`
+ * is reset before every request when `requests` has one entry, so the chain lives in the
+ * closures given to each client through `setupClient` → `client.setRequests`.
+ */
+function refreshLoad(chains: Chain[], onFailure: (message: string) => void): Load {
+  const unclaimed = [...chains]
+  return {
+    path: '/v1/auth/token',
+    method: 'POST',
+    connections: chains.length,
+    setupClient(client) {
+      const chain = unclaimed.shift()
+      if (!chain) throw new Error('more autocannon clients than refresh chains')
+      client.setRequests([
+        {
+          method: 'POST',
+          path: '/v1/auth/token',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          setupRequest: (request) => ({
+            ...request,
+            body: `grant_type=refresh_token&refresh_token=${encodeURIComponent(chain.token)}`,
+          }),
+          onResponse: (status, body) => {
+            let next: unknown
+            try {
+              next = (JSON.parse(body) as { refresh_token?: unknown }).refresh_token
+            } catch {
+              next = undefined
+            }
+            if (status === 200 && typeof next === 'string') {
+              chain.token = next
+              chain.rotations++
+            } else {
+              chain.failures++
+              onFailure(`${status} ${body.slice(0, 200)}`)
+            }
+          },
+        },
+      ])
+    },
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+interface Resources {
+  databaseName: string
+  databaseUrl: string
+  redisPrefix: string
+  dataDir: string
+}
+
+async function createResources(): Promise<Resources> {
+  const databaseName = `latchkey_bench_${randomBytes(6).toString('hex')}`
+  const admin = postgres(ADMIN_DATABASE_URL, { max: 1, onnotice: () => {} })
+  try {
+    await admin.unsafe(`create database ${databaseName}`)
+  } finally {
+    await admin.end()
+  }
+  const url = new URL(ADMIN_DATABASE_URL)
+  url.pathname = `/${databaseName}`
+  return {
+    databaseName,
+    databaseUrl: url.toString(),
+    redisPrefix: `lkbench:${randomBytes(6).toString('hex')}:`,
+    dataDir: await mkdtemp(join(tmpdir(), 'latchkey-bench-')),
+  }
+}
+
+async function removeResources(resources: Resources): Promise<void> {
+  const admin = postgres(ADMIN_DATABASE_URL, { max: 1, onnotice: () => {} })
+  await admin
+    .unsafe(`drop database if exists ${resources.databaseName} with (force)`)
+    .catch((error: unknown) => log(`could not drop ${resources.databaseName}: ${error}`))
+  await admin.end()
+  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${resources.redisPrefix}*`, 'COUNT', 1000)
+      cursor = next
+      if (keys.length > 0) await redis.del(...keys)
+    } while (cursor !== '0')
+  } catch (error) {
+    log(`could not clean Redis prefix ${resources.redisPrefix}: ${error}`)
+  } finally {
+    redis.disconnect()
+  }
+  await rm(resources.dataDir, { recursive: true, force: true })
+}
+
+async function stopAllChildren(): Promise<void> {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+  }
+  const deadline = Date.now() + 10_000
+  while (children.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+  for (const child of children) child.kill('SIGKILL')
+}
+
+async function runAll(resources: Resources): Promise<Outcome[]> {
+  const outcomes: Outcome[] = []
+  const password = randomBytes(18).toString('base64url')
+  // One key-encryption key for every product child: they share the signing-key table.
+  const kek = randomBytes(32).toString('hex')
+  const productEnv = (users: number) => ({
+    BENCH_DATABASE_URL: resources.databaseUrl,
+    BENCH_REDIS_URL: REDIS_URL,
+    BENCH_REDIS_PREFIX: resources.redisPrefix,
+    BENCH_KEY_ENCRYPTION_KEY: kek,
+    BENCH_DATA_DIR: resources.dataDir,
+    BENCH_PASSWORD: password,
+    BENCH_USERS: String(users),
+  })
+
+  const withServer = async (
+    kind: string,
+    env: Record<string, string>,
+    body: (s: Server) => Promise<void>,
+  ) => {
+    const server = await startServer(kind, env)
+    try {
+      await body(server)
+      // autocannon drops its sockets at the deadline; let the requests still in the server
+      // finish before SIGTERM closes the pools under them (else they log as failed queries).
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+    } finally {
+      await server.stop()
+    }
+  }
+
+  await withServer('bare', {}, async ({ ready }) => {
+    outcomes.push(await scenario('bare GET /', ready.port, () => ({ path: '/', connections: CONNECTIONS })))
+  })
+
+  await withServer('jose-verify', {}, async ({ ready }) => {
+    const headers = { authorization: `Bearer ${ready.token}` }
+    outcomes.push(
+      await scenario('jose RS256 verify', ready.port, () => ({
+        path: '/verify',
+        headers,
+        connections: CONNECTIONS,
+      })),
+    )
+  })
+
+  await withServer('jose-sign', {}, async ({ ready }) => {
+    outcomes.push(
+      await scenario('jose RS256 sign', ready.port, () => ({ path: '/sign', connections: CONNECTIONS })),
+    )
+  })
+
+  await withServer('product', productEnv(1), async ({ ready }) => {
+    const email = ready.emails![0]!
+    const tokens = await post(ready.port, '/v1/auth/login', { email, password })
+    const headers = { authorization: `Bearer ${tokens.access_token}` }
+    outcomes.push(
+      await scenario('GET /v1/me', ready.port, () => ({ path: '/v1/me', headers, connections: CONNECTIONS })),
+    )
+  })
+
+  await withServer('product', productEnv(CHAINS), async ({ ready }) => {
+    const emails = ready.emails!
+    // Two sessions per user: one chain set for the warm-up, a fresh one for the measurement,
+    // so a token spent by a request cut off at the end of the warm-up cannot break a chain.
+    log(`refresh: logging in ${emails.length * (WARMUP > 0 ? 2 : 1)} sessions`)
+    const login = async (email: string): Promise<Chain> => {
+      const tokens = await post(ready.port, '/v1/auth/login', { email, password })
+      return { token: tokens.refresh_token as string, rotations: 0, failures: 0 }
+    }
+    const warmChains = WARMUP > 0 ? await Promise.all(emails.map(login)) : []
+    const chains = await Promise.all(emails.map(login))
+    let firstError: string | undefined
+    const noteFailure = (message: string) => {
+      firstError ??= message
+    }
+    const sets = WARMUP > 0 ? [warmChains, chains] : [chains]
+    const outcome = await scenario('POST /v1/auth/token (refresh)', ready.port, () =>
+      refreshLoad(sets.shift() ?? [], noteFailure),
+    )
+    // Broken: any non-200 answer, or (measured chains) not a single rotation.
+    const broken = [
+      ...warmChains.filter((chain) => chain.failures > 0),
+      ...chains.filter((chain) => chain.failures > 0 || chain.rotations === 0),
+    ]
+    if (broken.some((chain) => chain.rotations === 0 && chain.failures === 0))
+      noteFailure('a chain never rotated')
+    outcome.brokenChains = {
+      broken: broken.length,
+      of: warmChains.length + chains.length,
+      ...(firstError ? { firstError } : {}),
+    }
+    outcomes.push(outcome)
+  })
+
+  await withServer('product', productEnv(LOGIN_CONNECTIONS), async ({ ready }) => {
+    const bodies = ready.emails!.map((email) => JSON.stringify({ email, password }))
+    outcomes.push(
+      await scenario(
+        'POST /v1/auth/login (argon2id)',
+        ready.port,
+        () => {
+          let next = 0
+          return {
+            path: '/v1/auth/login',
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: bodies[0]!,
+            connections: LOGIN_CONNECTIONS,
+            // One user per connection.
+            setupClient: (client) => client.setBody(bodies[next++ % bodies.length]!),
+          }
+        },
+        LOGIN_DURATION,
+      ),
+    )
+  })
+
+  return outcomes
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const RATIOS: Record<string, string[]> = {
+  'jose RS256 verify': ['bare GET /'],
+  'jose RS256 sign': ['bare GET /'],
+  'GET /v1/me': ['bare GET /', 'jose RS256 verify'],
+  'POST /v1/auth/token (refresh)': ['jose RS256 sign'],
+  'POST /v1/auth/login (argon2id)': ['bare GET /'],
+}
+
+const SHORT: Record<string, string> = {
+  'bare GET /': 'bare',
+  'jose RS256 verify': 'jose verify',
+  'jose RS256 sign': 'jose sign',
+}
+
+function ratios(outcome: Outcome, all: Outcome[]): string {
+  const against = RATIOS[outcome.name]
+  if (!against) return 'baseline'
+  return against
+    .map((name) => {
+      const base = all.find((other) => other.name === name)
+      if (!base) return `n/a vs ${SHORT[name]}`
+      const ratio = outcome.measurement.requestsPerSecond / base.measurement.requestsPerSecond
+      return `${ratio < 0.01 ? ratio.toFixed(4) : ratio.toFixed(3)}× ${SHORT[name]}`
+    })
+    .join(', ')
+}
+
+const fmt = {
+  rps: (value: number) => Math.round(value).toLocaleString('en-US'),
+  ms: (value: number) => (Number.isNaN(value) ? 'n/a' : value < 10 ? value.toFixed(2) : value.toFixed(1)),
+}
+
+function failures(outcome: Outcome): string[] {
+  const m = outcome.measurement
+  const problems: string[] = []
+  if (m.non2xx > 0) {
+    const codes = Object.entries(m.statusCodes)
+      .filter(([code]) => !code.startsWith('2'))
+      .map(([code, count]) => `${code}×${count}`)
+      .join(' ')
+    problems.push(`${m.non2xx} non-2xx (${codes})`)
+  }
+  if (m.errors > 0) problems.push(`${m.errors} connection errors (${m.timeouts} timeouts)`)
+  if (outcome.warmupFailures > 0) problems.push(`${outcome.warmupFailures} failures during warm-up`)
+  if (m.total === 0) problems.push('no answers at all')
+  const chains = outcome.brokenChains
+  if (chains && chains.broken > 0) {
+    problems.push(
+      `${chains.broken}/${chains.of} refresh chains broken${chains.firstError ? ` (first: ${chains.firstError})` : ''}`,
+    )
+  }
+  return problems
+}
+
+function table(header: string[], rows: string[][], align: ('l' | 'r')[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => (align[i] === 'r' ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .join('  ')
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+function report(outcomes: Outcome[]): number {
+  const out = (text = '') => process.stdout.write(`${text}\n`)
+  out()
+  out(
+    table(
+      ['scenario', 'conns', 'secs', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'req/s vs baseline'],
+      outcomes.map((o) => [
+        o.name,
+        String(o.measurement.connections),
+        String(o.measurement.seconds),
+        fmt.rps(o.measurement.requestsPerSecond),
+        fmt.ms(o.measurement.p50),
+        fmt.ms(o.measurement.p99),
+        String(o.measurement.non2xx + o.warmupFailures),
+        ratios(o, outcomes),
+      ]),
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+    ),
+  )
+  const refresh = outcomes.find((o) => o.brokenChains)
+  if (refresh?.brokenChains) {
+    out()
+    out(
+      `refresh chains: ${refresh.brokenChains.of - refresh.brokenChains.broken}/${refresh.brokenChains.of} intact`,
+    )
+  }
+
+  const cpu = cpus()
+  out()
+  out('| scenario | connections | req/s | p50 ms | p99 ms |')
+  out('| --- | ---: | ---: | ---: | ---: |')
+  for (const o of outcomes) {
+    const m = o.measurement
+    out(
+      `| ${o.name} | ${m.connections} | ${fmt.rps(m.requestsPerSecond)} | ${fmt.ms(m.p50)} | ${fmt.ms(m.p99)} |`,
+    )
+  }
+  out()
+  out(
+    `_Node ${process.version}, ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}; ${DURATION} s per scenario (login ${LOGIN_DURATION} s) after a ${WARMUP} s warm-up; autocannon, PostgreSQL and Redis on the same machine; 1-minute load average ${startLoad.toFixed(2)} before the run._`,
+  )
+
+  const problems = outcomes.flatMap((o) => failures(o).map((problem) => `${o.name}: ${problem}`))
+  if (problems.length > 0) {
+    out()
+    out('FAILED:')
+    for (const problem of problems) out(`  ${problem}`)
+    return 1
+  }
+  return 0
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  log(
+    `${DURATION} s per scenario (login ${LOGIN_DURATION} s), ${WARMUP} s warm-up; PostgreSQL ${new URL(ADMIN_DATABASE_URL).host}, Redis ${new URL(REDIS_URL).host}`,
+  )
+  if (startLoad > cpus().length / 2) {
+    log(`warning: load average is ${startLoad.toFixed(2)} on ${cpus().length} CPUs; numbers will be noisy`)
+  }
+  const resources = await createResources()
+  let cleaned: Promise<void> | undefined
+  const cleanup = () => {
+    cleaned ??= (async () => {
+      await stopAllChildren()
+      await removeResources(resources)
+    })()
+    return cleaned
+  }
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: stopping servers and removing ${resources.databaseName}`)
+    void cleanup().finally(() => process.exit(130))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    const outcomes = await runAll(resources)
+    return report(outcomes)
+  } finally {
+    await cleanup()
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`)
+    process.exit(1)
+  },
+)

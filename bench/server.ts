@@ -1,0 +1,172 @@
+import { randomUUID } from 'node:crypto'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { generateKeyPair, jwtVerify, SignJWT } from 'jose'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
+
+/**
+ * One benchmark target, run as its own process by bench/run.ts so that the load generator and
+ * the server never share an event loop: `tsx bench/server.ts <scenario>`.
+ *
+ *   bare         GET /            a small JSON, nothing else (baseline A)
+ *   jose-verify  GET /verify      jose jwtVerify (RS256, CryptoKey) of the bearer token (baseline B)
+ *   jose-sign    GET /sign        jose SignJWT (RS256, CryptoKey) of access-token claims (baseline B)
+ *   product      the whole API (buildApp) on PostgreSQL and Redis, with BENCH_USERS users seeded
+ *
+ * It listens on 127.0.0.1, port 0, and writes one JSON line `{"bench":"ready","port":...}` to
+ * stdout (any other stdout line is a log line). SIGTERM or SIGINT closes it.
+ */
+
+const ISSUER = 'http://latchkey.bench'
+
+/** What jose signs with (here a non-extractable WebCrypto key, as in the key ring). */
+type SigningKey = Parameters<SignJWT['sign']>[0]
+
+interface Ready {
+  port: number
+  /** jose-verify: the fixed token the load generator sends. */
+  token?: string
+  /** product: the seeded users' emails (password BENCH_PASSWORD). */
+  emails?: string[]
+}
+
+function required(name: string): string {
+  const value = process.env[name]
+  if (!value) throw new Error(`${name} is not set (bench/server.ts is started by bench/run.ts)`)
+  return value
+}
+
+/** The claims the product puts in an access token, so the jose baselines do the same work. */
+function accessTokenClaims() {
+  return {
+    client_id: 'first-party',
+    scope: 'profile sessions',
+    roles: ['user'],
+    sid: randomUUID(),
+    auth_time: Math.floor(Date.now() / 1000),
+    amr: ['pwd'],
+  }
+}
+
+async function signAccessToken(privateKey: SigningKey, kid: string): Promise<string> {
+  const now = Math.floor(Date.now() / 1000)
+  return new SignJWT(accessTokenClaims())
+    .setProtectedHeader({ alg: 'RS256', kid, typ: 'at+jwt' })
+    .setIssuer(ISSUER)
+    .setSubject(randomUUID())
+    .setAudience(ISSUER)
+    .setIssuedAt(now)
+    .setNotBefore(now)
+    .setExpirationTime(now + 3600)
+    .setJti(randomUUID())
+    .sign(privateKey)
+}
+
+function bareFastify(): FastifyInstance {
+  return Fastify({ logger: { level: 'warn' } })
+}
+
+async function bare(): Promise<{ app: FastifyInstance; ready: Omit<Ready, 'port'> }> {
+  const app = bareFastify()
+  app.get('/', async () => ({ hello: 'world' }))
+  return { app, ready: {} }
+}
+
+async function joseVerify(): Promise<{ app: FastifyInstance; ready: Omit<Ready, 'port'> }> {
+  // RSA 2048, as the product's key ring makes; non-extractable WebCrypto keys, as jose uses them.
+  const { privateKey, publicKey } = await generateKeyPair('RS256', { modulusLength: 2048 })
+  const token = await signAccessToken(privateKey, 'bench')
+  const app = bareFastify()
+  app.get('/verify', async (request, reply) => {
+    const header = request.headers.authorization
+    if (!header?.startsWith('Bearer ')) return reply.code(401).send({ error: 'missing token' })
+    try {
+      const { payload } = await jwtVerify(header.slice(7), publicKey, {
+        algorithms: ['RS256'],
+        issuer: ISSUER,
+        audience: ISSUER,
+        typ: 'at+jwt',
+        clockTolerance: 5,
+      })
+      return { sub: payload.sub }
+    } catch {
+      return reply.code(401).send({ error: 'invalid token' })
+    }
+  })
+  return { app, ready: { token } }
+}
+
+async function joseSign(): Promise<{ app: FastifyInstance; ready: Omit<Ready, 'port'> }> {
+  const { privateKey } = await generateKeyPair('RS256', { modulusLength: 2048 })
+  const app = bareFastify()
+  app.get('/sign', async () => ({ access_token: await signAccessToken(privateKey, 'bench') }))
+  return { app, ready: {} }
+}
+
+/** The real API on the database and Redis prefix that bench/run.ts made for this run. */
+async function product(): Promise<{ app: FastifyInstance; ready: Omit<Ready, 'port'> }> {
+  const config = loadConfig({
+    NODE_ENV: 'development',
+    LOG_LEVEL: 'warn',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    ISSUER,
+    DATABASE_URL: required('BENCH_DATABASE_URL'),
+    REDIS_URL: required('BENCH_REDIS_URL'),
+    KEY_ENCRYPTION_KEY: required('BENCH_KEY_ENCRYPTION_KEY'),
+    DATA_DIR: required('BENCH_DATA_DIR'),
+  })
+  const app = await buildApp(config, { redisPrefix: required('BENCH_REDIS_PREFIX') })
+
+  // Users are inserted directly (verified, one shared hash) so no email round trip is needed.
+  const count = Number(process.env.BENCH_USERS ?? '0')
+  const emails: string[] = []
+  if (count > 0) {
+    const passwordHash = await app.services.hasher.hash(required('BENCH_PASSWORD'))
+    const tag = randomUUID().slice(0, 8)
+    for (let i = 0; i < count; i++) {
+      const email = `bench-${tag}-${i}@example.com`
+      const user = await app.services.users.insert({ email, passwordHash, emailVerifiedAt: new Date() })
+      if (!user) throw new Error(`could not insert ${email}`)
+      emails.push(email)
+    }
+  }
+  return { app, ready: { emails } }
+}
+
+const scenarios = {
+  bare,
+  'jose-verify': joseVerify,
+  'jose-sign': joseSign,
+  product,
+} as const
+
+async function main(): Promise<void> {
+  const name = process.argv[2] ?? ''
+  if (!Object.hasOwn(scenarios, name)) {
+    process.stderr.write(`usage: tsx bench/server.ts <${Object.keys(scenarios).join('|')}>\n`)
+    process.exit(64)
+  }
+  const { app, ready } = await scenarios[name as keyof typeof scenarios]()
+
+  let closing = false
+  const close = async () => {
+    if (closing) return
+    closing = true
+    await app.close().catch(() => {})
+    process.exit(0)
+  }
+  process.on('SIGTERM', close)
+  process.on('SIGINT', close)
+
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  if (!address || typeof address === 'string') throw new Error('no TCP address')
+  const line: Ready = { port: address.port, ...ready }
+  process.stdout.write(`${JSON.stringify({ bench: 'ready', ...line })}\n`)
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench/server: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`)
+  process.exit(1)
+})
