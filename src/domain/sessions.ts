@@ -61,6 +61,7 @@ export interface SessionListEntry {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const SUCCESSOR_PURPOSE = 'latchkey refresh successor'
+const LIST_ENTRY_TOUCH_INTERVAL_MS = 60_000
 
 /**
  * Splits a refresh token `<session id>.<secret>` into the session id and the token's hash.
@@ -156,8 +157,12 @@ export class SessionService {
     switch (result.outcome) {
       case 'rotated': {
         const user = await this.activeUser(result.session)
-        const idleExpiry = Math.min(now + result.session.idleTtl * 1000, result.session.expiresAt)
-        await this.deps.sessions.touch(result.session.id, new Date(now), new Date(idleExpiry))
+        // The list entry's "last used" may lag by a minute: one write per minute per session,
+        // not one per refresh, keeps PostgreSQL off the rotation's hot path.
+        if (now - result.previousLastUsedAt >= LIST_ENTRY_TOUCH_INTERVAL_MS) {
+          const idleExpiry = Math.min(now + result.session.idleTtl * 1000, result.session.expiresAt)
+          await this.deps.sessions.touch(result.session.id, new Date(now), new Date(idleExpiry))
+        }
         return this.respond(result.session, user, successor)
       }
       case 'replayed': {

@@ -113,8 +113,9 @@ export class MemorySessionStore implements SessionStore {
       entry.prevAt = now
       entry.succ = input.successorSealed
       entry.cur = input.successorHash
+      const previousLastUsedAt = entry.session.lastUsedAt
       entry.session.lastUsedAt = now
-      return { outcome: 'rotated', session: copy(entry.session) }
+      return { outcome: 'rotated', session: copy(entry.session), previousLastUsedAt }
     }
     if (presentedHash === entry.prev && entry.succ !== null && now - entry.prevAt <= input.graceMs) {
       return { outcome: 'replayed', session: copy(entry.session), successorSealed: entry.succ }

@@ -58,7 +58,8 @@ return 1
 /**
  * KEYS[1] session key. ARGV: presented hash, successor hash, successor sealed, now (ms), grace (ms).
  * Returns {outcome} for 'unknown' and 'expired', else {outcome, user, scope, amr, auth_time,
- * remember, created, last_used, idle_ttl, expires[, succ]} (succ only for 'replayed').
+ * remember, created, last_used, idle_ttl, expires[, extra]}: extra is the sealed successor for
+ * 'replayed' and the previous last_used for 'rotated'.
  */
 const ROTATE_LUA = `
 local key = KEYS[1]
@@ -82,7 +83,7 @@ if presented == f[10] then
   redis.call('HSET', key, 'prev', presented, 'prev_at', ARGV[4], 'succ', ARGV[3], 'cur', ARGV[2],
     'x:' .. presented, ARGV[4], 'last_used', ARGV[4])
   redis.call('PEXPIREAT', key, string.format('%.0f', math.min(now + idle_ms, expires)))
-  return answer('rotated', ARGV[4])
+  return answer('rotated', ARGV[4], f[7])
 end
 if f[11] and presented == f[11] then
   if f[13] and now - tonumber(f[12]) <= tonumber(ARGV[5]) then
@@ -189,6 +190,11 @@ export class RedisSessionStore implements SessionStore {
       case 'expired':
         return { outcome: 'expired', sessionId }
       case 'rotated':
+        return {
+          outcome,
+          session: toSession(sessionId, reply.slice(1, 10)),
+          previousLastUsedAt: int(reply[10], 'last_used'),
+        }
       case 'reused':
         return { outcome, session: toSession(sessionId, reply.slice(1, 10)) }
       case 'replayed':

@@ -45,7 +45,7 @@ export interface RotateInput {
 
 export type RotateOutcome =
   /** The presented token was current: it is spent now and the caller's successor is current. */
-  | { outcome: 'rotated'; session: StoredSession }
+  | { outcome: 'rotated'; session: StoredSession; previousLastUsedAt: number }
   /** The presented token was spent within the grace window: answer with the same successor. */
   | { outcome: 'replayed'; session: StoredSession; successorSealed: string }
   /** A spent token after the grace window: the whole session was revoked by this call. */

@@ -7,6 +7,7 @@ import type { Test } from 'tap'
 import { buildApp, loggerOptions, serializers } from '../../src/app.js'
 import { type Config, loadConfig } from '../../src/config.js'
 import type { Clock } from '../../src/domain/clock.js'
+import { STRONG_PASSWORD } from './flows.js'
 import { testDatabaseUrl, testRedisUrl } from './services.js'
 
 /** A 32-byte key for tests (never a real one). */
@@ -114,6 +115,16 @@ export async function build(
     }
     await app.close()
     if (!overrides.redisPrefix) await deleteRedisPrefix(redisPrefix)
+    // Across the whole suite: no access token, refresh token or test password in any log line.
+    // (Thrown, not asserted: the test has ended; tap reports a teardown error as a failure.)
+    const leaks = [
+      [/eyJ[A-Za-z0-9_-]{10,}\.eyJ/, 'an access token'],
+      [/[0-9a-f-]{36}\.[A-Za-z0-9_-]{43}/, 'a refresh token'],
+      [new RegExp(STRONG_PASSWORD), 'the test password'],
+    ] as const
+    for (const [pattern, what] of leaks) {
+      if (pattern.test(logs.text)) throw new Error(`${what} reached the logs`)
+    }
   })
   return { app, config, logs, databaseUrl, redisPrefix }
 }

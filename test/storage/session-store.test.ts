@@ -103,6 +103,11 @@ function contract(t: Test, make: Factory): void {
     const b = await store.rotate(second)
     t.equal(b.outcome, 'rotated')
     t.same(sessionOf(t, b), { ...s, lastUsedAt: t0 + HOUR })
+    t.equal(
+      b.outcome === 'rotated' && b.previousLastUsedAt,
+      t0 + 60 * SECOND,
+      'reports when it was used before',
+    )
 
     t.equal((await store.get(s.id, t0 + HOUR))?.lastUsedAt, t0 + HOUR)
     t.equal(await store.standing(s.id, second.successorHash, t0 + HOUR), 'current')
