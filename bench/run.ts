@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { Redis } from 'ioredis'
@@ -18,6 +17,8 @@ import postgres from 'postgres'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const SERVER = fileURLToPath(new URL('./server.ts', import.meta.url))
+/** This file: `bench/run.ts flood` is the login flood's own load-generator process. */
+const SELF = fileURLToPath(import.meta.url)
 
 function seconds(name: string, fallback: number, minimum: number): number {
   const raw = process.env[name]
@@ -37,6 +38,14 @@ const LOGIN_DURATION = Math.max(1, Math.round(DURATION / 2))
 const CONNECTIONS = 16
 const CHAINS = 16
 const LOGIN_CONNECTIONS = 4
+/**
+ * The login flood. The hasher runs ARGON2_CONCURRENCY (2) hashes and queues at most 64 more
+ * (src/domain/password-hasher.ts); with 66 connections or fewer every login waits its turn and
+ * nothing is shed, so the flood must be larger than that to reach the 503 path.
+ */
+const FLOOD_CONNECTIONS = 128
+/** Seeded accounts the flood tries wrong passwords on (the GET /v1/me user is another one). */
+const FLOOD_USERS = 8
 const ADMIN_DATABASE_URL = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres'
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379'
 
@@ -56,13 +65,37 @@ interface ReadyLine {
 
 interface Server {
   ready: ReadyLine
+  /** Quiet servers only: the log lines written since the ready line, and the first of them. */
+  logs(): { lines: number; first?: string }
   stop(): Promise<void>
+}
+
+/**
+ * Calls `onLine` for each line of a child's stdout. Not readline: a server that logs every
+ * request (the flood's 503s) writes megabytes per second, and this runs in the process that
+ * measures latency.
+ */
+function eachLine(child: ChildProcess, onLine: (line: string) => void): void {
+  let pending = ''
+  child.stdout!.setEncoding('utf8')
+  child.stdout!.on('data', (chunk: string) => {
+    pending += chunk
+    let start = 0
+    for (let end = pending.indexOf('\n'); end !== -1; end = pending.indexOf('\n', start)) {
+      onLine(pending.slice(start, end))
+      start = end + 1
+    }
+    pending = pending.slice(start)
+  })
 }
 
 const children = new Set<ChildProcess>()
 
-/** Starts `bench/server.ts <kind>` and waits for its `{"bench":"ready"}` line. */
-function startServer(kind: string, env: Record<string, string> = {}): Promise<Server> {
+/**
+ * Starts `bench/server.ts <kind>` and waits for its `{"bench":"ready"}` line. Its later stdout
+ * lines are its log: passed on to stderr, or only counted when `quiet`.
+ */
+function startServer(kind: string, env: Record<string, string> = {}, quiet = false): Promise<Server> {
   // `node --import tsx` is what the tsx CLI does, minus its extra supervising process: the pid
   // we signal is the server itself.
   const child = spawn(process.execPath, ['--import', 'tsx', SERVER, kind], {
@@ -84,13 +117,18 @@ function startServer(kind: string, env: Record<string, string> = {}): Promise<Se
     await exited
     clearTimeout(timer)
   }
+  const logs: { lines: number; first?: string } = { lines: 0 }
   return new Promise<Server>((resolve, reject) => {
     let ready = false
     const timer = setTimeout(() => {
       void stop()
       reject(new Error(`server "${kind}" did not become ready within 60 s`))
     }, 60_000)
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    eachLine(child, (line) => {
+      if (ready && quiet) {
+        if (logs.lines++ === 0) logs.first = line
+        return
+      }
       let parsed: unknown
       try {
         parsed = JSON.parse(line)
@@ -105,7 +143,7 @@ function startServer(kind: string, env: Record<string, string> = {}): Promise<Se
       ) {
         ready = true
         clearTimeout(timer)
-        resolve({ ready: parsed as ReadyLine, stop })
+        resolve({ ready: parsed as ReadyLine, logs: () => ({ ...logs }), stop })
         return
       }
       // Anything else on stdout is the server's log (LOG_LEVEL=warn): pass it on.
@@ -132,6 +170,13 @@ interface Load {
   setupClient?: (client: autocannon.Client) => void
 }
 
+/** Every answer of one status code (or `all`), at full resolution. */
+interface StatusLatency {
+  count: number
+  p50: number
+  p99: number
+}
+
 interface Measurement {
   seconds: number
   connections: number
@@ -143,11 +188,13 @@ interface Measurement {
   errors: number
   timeouts: number
   statusCodes: Record<string, number>
+  /** Latency per status code and for `all` answers (p50/p99 above are 2xx only). */
+  latency: Record<string, StatusLatency>
 }
 
 /** One autocannon run; latencies are kept at full (sub-millisecond) resolution here. */
 function fire(port: number, load: Load, duration: number): Promise<Measurement> {
-  const latencies: number[] = []
+  const byStatus = new Map<number, number[]>()
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -166,7 +213,11 @@ function fire(port: number, load: Load, duration: number): Promise<Measurement> 
       },
       (error, result) => {
         if (error) return reject(error)
-        const sorted = Float64Array.from(latencies).sort()
+        const ok = [...byStatus].filter(([code]) => code >= 200 && code < 300).flatMap(([, times]) => times)
+        const sorted = Float64Array.from(ok).sort()
+        const latency: Record<string, StatusLatency> = {}
+        for (const [code, times] of byStatus) latency[code] = summarise(times)
+        latency.all = summarise([...byStatus.values()].flat())
         const statusCodes = Object.fromEntries(
           Object.entries(result.statusCodeStats ?? {}).map(([code, stat]) => [code, stat.count ?? 0]),
         )
@@ -181,13 +232,21 @@ function fire(port: number, load: Load, duration: number): Promise<Measurement> 
           errors: result.errors,
           timeouts: result.timeouts,
           statusCodes,
+          latency,
         })
       },
     )
     instance.on('response', (_client, statusCode, _bytes, responseTime) => {
-      if (statusCode >= 200 && statusCode < 300) latencies.push(responseTime)
+      const times = byStatus.get(statusCode)
+      if (times) times.push(responseTime)
+      else byStatus.set(statusCode, [responseTime])
     })
   })
+}
+
+function summarise(times: number[]): StatusLatency {
+  const sorted = Float64Array.from(times).sort()
+  return { count: sorted.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) }
 }
 
 function percentile(sorted: Float64Array, q: number): number {
@@ -205,6 +264,8 @@ interface Outcome {
   warmupFailures: number
   /** Refresh only: chains that got a non-200 answer, of how many. */
   brokenChains?: { broken: number; of: number; firstError?: string }
+  /** GET /v1/me under a login flood only: what the flood saw. */
+  flood?: FloodResult
 }
 
 async function scenario(name: string, port: number, load: () => Load, duration = DURATION): Promise<Outcome> {
@@ -278,6 +339,108 @@ function refreshLoad(chains: Chain[], onFailure: (message: string) => void): Loa
       ])
     },
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login flood: a second autocannon in its own process (`bench/run.ts flood`), so that handling
+// its hundreds of answers per second does not delay the event loop that times GET /v1/me.
+
+const FLOODED = 'GET /v1/me (login flood)'
+/** The flood's answers that are its point: verified (401 wrong password, 200) or shed (503). */
+const FLOOD_EXPECTED = new Set(['200', '401', '503'])
+
+interface FloodPlan {
+  port: number
+  connections: number
+  warmup: number
+  duration: number
+  /** Login bodies, handed to the connections in turn. */
+  bodies: string[]
+}
+
+interface FloodResult {
+  warm?: Measurement
+  measured: Measurement
+  /** 503 answers (warm-up included) that came without a Retry-After header. */
+  missingRetryAfter: number
+  /** Added by the parent: the server's log lines while flooded, and the first one. */
+  serverLog?: { lines: number; first?: string }
+}
+
+function deferred<T>() {
+  let resolve!: (value: T) => void
+  let reject!: (error: Error) => void
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
+
+/** Starts the flood process; `started` when its autocannon is about to connect, `done` with its result. */
+function startFlood(plan: FloodPlan): { started: Promise<void>; done: Promise<FloodResult> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', SELF, 'flood'], {
+    cwd: ROOT,
+    env: { ...process.env, BENCH_FLOOD_PLAN: JSON.stringify(plan) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  children.add(child)
+  const started = deferred<void>()
+  const done = deferred<FloodResult>()
+  // Awaited later (or never, when the scenario fails first): no unhandled rejection meanwhile.
+  done.promise.catch(() => {})
+  eachLine(child, (line) => {
+    let message: { flood?: unknown; result?: FloodResult } = {}
+    try {
+      message = JSON.parse(line) ?? {}
+    } catch {}
+    if (message.flood === 'started') started.resolve()
+    else if (message.flood === 'done' && message.result) done.resolve(message.result)
+    else process.stderr.write(`[flood] ${line}\n`)
+  })
+  child.once('exit', (code, signal) => {
+    children.delete(child)
+    // No-ops for whichever already settled.
+    const error = new Error(`the login flood exited (${signal ?? `code ${code}`}) before reporting`)
+    started.reject(error)
+    done.reject(error)
+  })
+  return { started: started.promise, done: done.promise }
+}
+
+/** `bench/run.ts flood`: fires the plan in BENCH_FLOOD_PLAN, warm-up then measurement, and prints the result. */
+async function floodMain(): Promise<number> {
+  const plan = JSON.parse(process.env.BENCH_FLOOD_PLAN ?? '') as FloodPlan
+  let missingRetryAfter = 0
+  const load = (): Load => {
+    let next = 0
+    return {
+      path: '/v1/auth/login',
+      method: 'POST',
+      connections: plan.connections,
+      setupClient(client) {
+        client.setRequests([
+          {
+            method: 'POST',
+            path: '/v1/auth/login',
+            headers: { 'content-type': 'application/json' },
+            body: plan.bodies[next++ % plan.bodies.length]!,
+            onResponse: (status, _body, _context, headers) => {
+              if (status !== 503) return
+              if (!Object.keys(headers ?? {}).some((name) => name.toLowerCase() === 'retry-after'))
+                missingRetryAfter++
+            },
+          },
+        ])
+      },
+    }
+  }
+  process.stdout.write(`${JSON.stringify({ flood: 'started' })}\n`)
+  const warm = plan.warmup > 0 ? await fire(plan.port, load(), plan.warmup) : undefined
+  const measured = await fire(plan.port, load(), plan.duration)
+  const result: FloodResult = { ...(warm ? { warm } : {}), measured, missingRetryAfter }
+  process.stdout.write(`${JSON.stringify({ flood: 'done', result })}\n`)
+  return 0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,8 +522,9 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
     kind: string,
     env: Record<string, string>,
     body: (s: Server) => Promise<void>,
+    quiet = false,
   ) => {
-    const server = await startServer(kind, env)
+    const server = await startServer(kind, env, quiet)
     try {
       await body(server)
       // autocannon drops its sockets at the deadline; let the requests still in the server
@@ -400,6 +564,40 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
       await scenario('GET /v1/me', ready.port, () => ({ path: '/v1/me', headers, connections: CONNECTIONS })),
     )
   })
+
+  // The same GET /v1/me while a second load generator floods login with wrong passwords. The
+  // flood's 401s and 503s are its expected answers; GET /v1/me must still answer 2xx only.
+  // The server's log is counted, not echoed: every shed login may log a line.
+  await withServer(
+    'product',
+    productEnv(1 + FLOOD_USERS),
+    async (server) => {
+      const { port, emails } = server.ready
+      const [email, ...targets] = emails!
+      const tokens = await post(port, '/v1/auth/login', { email, password })
+      const headers = { authorization: `Bearer ${tokens.access_token}` }
+      const wrong = `${password}-wrong`
+      const flood = startFlood({
+        port,
+        connections: FLOOD_CONNECTIONS,
+        warmup: WARMUP,
+        // A second longer: GET /v1/me's measurement must not outlast the flood.
+        duration: DURATION + 1,
+        bodies: targets.map((target) => JSON.stringify({ email: target, password: wrong })),
+      })
+      await flood.started
+      log(`login flood: ${FLOOD_CONNECTIONS} connections, wrong passwords for ${targets.length} users`)
+      const outcome = await scenario(FLOODED, port, () => ({
+        path: '/v1/me',
+        headers,
+        connections: CONNECTIONS,
+      }))
+      log('login flood: waiting for its last second')
+      outcome.flood = { ...(await flood.done), serverLog: server.logs() }
+      outcomes.push(outcome)
+    },
+    true,
+  )
 
   await withServer('product', productEnv(CHAINS), async ({ ready }) => {
     const emails = ready.emails!
@@ -468,6 +666,7 @@ const RATIOS: Record<string, string[]> = {
   'jose RS256 verify': ['bare GET /'],
   'jose RS256 sign': ['bare GET /'],
   'GET /v1/me': ['bare GET /', 'jose RS256 verify'],
+  [FLOODED]: ['GET /v1/me'],
   'POST /v1/auth/token (refresh)': ['jose RS256 sign'],
   'POST /v1/auth/login (argon2id)': ['bare GET /'],
 }
@@ -476,6 +675,7 @@ const SHORT: Record<string, string> = {
   'bare GET /': 'bare',
   'jose RS256 verify': 'jose verify',
   'jose RS256 sign': 'jose sign',
+  'GET /v1/me': 'idle',
 }
 
 function ratios(outcome: Outcome, all: Outcome[]): string {
@@ -493,7 +693,11 @@ function ratios(outcome: Outcome, all: Outcome[]): string {
 
 const fmt = {
   rps: (value: number) => Math.round(value).toLocaleString('en-US'),
-  ms: (value: number) => (Number.isNaN(value) ? 'n/a' : value < 10 ? value.toFixed(2) : value.toFixed(1)),
+  // Not finite: NaN, or null once a measurement has crossed JSON (the flood's).
+  ms: (value: number) => (!Number.isFinite(value) ? 'n/a' : value < 10 ? value.toFixed(2) : value.toFixed(1)),
+  count: (value: number) => value.toLocaleString('en-US'),
+  ratio: (value: number) => (Number.isFinite(value) ? `${value.toFixed(2)}×` : 'n/a'),
+  percent: (value: number) => `${(100 * value).toFixed(1)} %`,
 }
 
 function failures(outcome: Outcome): string[] {
@@ -515,7 +719,83 @@ function failures(outcome: Outcome): string[] {
       `${chains.broken}/${chains.of} refresh chains broken${chains.firstError ? ` (first: ${chains.firstError})` : ''}`,
     )
   }
+  if (outcome.flood) problems.push(...floodFailures(outcome.flood))
   return problems
+}
+
+/** 401 and 503 are what a flood should get; anything else (a 429, a 500), or no answer in time, is not. */
+function floodFailures(flood: FloodResult): string[] {
+  const phases = flood.warm ? [flood.warm, flood.measured] : [flood.measured]
+  const problems: string[] = []
+  const unexpected = new Map<string, number>()
+  for (const m of phases) {
+    for (const [code, count] of Object.entries(m.statusCodes)) {
+      if (!FLOOD_EXPECTED.has(code)) unexpected.set(code, (unexpected.get(code) ?? 0) + count)
+    }
+  }
+  if (unexpected.size > 0) {
+    const codes = [...unexpected].map(([code, count]) => `${code}×${count}`).join(' ')
+    problems.push(`login flood: answers other than 200/401/503 (${codes})`)
+  }
+  const errors = phases.reduce((sum, m) => sum + m.errors, 0)
+  const timeouts = phases.reduce((sum, m) => sum + m.timeouts, 0)
+  if (errors > 0) problems.push(`login flood: ${errors} connection errors (${timeouts} timeouts)`)
+  if (flood.missingRetryAfter > 0)
+    problems.push(`login flood: ${flood.missingRetryAfter} 503 answers without Retry-After`)
+  if (flood.measured.total === 0) problems.push('login flood: no answers at all')
+  return problems
+}
+
+const FLOOD_LABELS: Record<string, string> = {
+  '200': '200 (logged in)',
+  '401': '401 invalid_credentials (hashed)',
+  '503': '503 service_unavailable (shed)',
+  all: 'all answers',
+}
+
+/** The flood's answers by status, then all of them: [label, count, req/s, p50, p99]. */
+function floodRows(flood: FloodResult): string[][] {
+  const m = flood.measured
+  const codes = Object.keys(m.latency)
+    .filter((code) => code !== 'all')
+    .sort()
+  return [...codes, 'all'].map((code) => {
+    const stat = m.latency[code]!
+    return [
+      FLOOD_LABELS[code] ?? code,
+      fmt.count(stat.count),
+      fmt.rps(stat.count / m.seconds),
+      fmt.ms(stat.p50),
+      fmt.ms(stat.p99),
+    ]
+  })
+}
+
+function floodSummary(flood: FloodResult): string {
+  const m = flood.measured
+  const shed = m.latency['503']?.count ?? 0
+  const total = m.latency.all?.count ?? 0
+  const log = flood.serverLog
+  let first = ''
+  if (log?.first) {
+    try {
+      const entry = JSON.parse(log.first) as { level?: unknown; msg?: unknown }
+      first = ` (first: level ${entry.level} "${entry.msg}")`
+    } catch {
+      first = ` (first: ${log.first.slice(0, 100)})`
+    }
+  }
+  return [
+    `shed: ${fmt.percent(total > 0 ? shed / total : Number.NaN)} of the flood's answers`,
+    shed > 0
+      ? flood.missingRetryAfter === 0
+        ? 'every 503 with Retry-After'
+        : `${flood.missingRetryAfter} 503s without Retry-After`
+      : undefined,
+    log ? `server log lines while flooded: ${fmt.count(log.lines)}${first}` : undefined,
+  ]
+    .filter(Boolean)
+    .join('; ')
 }
 
 function table(header: string[], rows: string[][], align: ('l' | 'r')[]): string {
@@ -553,6 +833,48 @@ function report(outcomes: Outcome[]): number {
       `refresh chains: ${refresh.brokenChains.of - refresh.brokenChains.broken}/${refresh.brokenChains.of} intact`,
     )
   }
+  const flooded = outcomes.find((o) => o.flood)
+  const idle = outcomes.find((o) => o.name === 'GET /v1/me')
+  if (flooded?.flood) {
+    const under = flooded.measurement
+    out()
+    out(
+      `GET /v1/me (${CONNECTIONS} connections), idle and under a ${FLOOD_CONNECTIONS}-connection login flood:`,
+    )
+    if (idle) {
+      const was = idle.measurement
+      out(
+        table(
+          ['', 'req/s', 'p50 ms', 'p99 ms'],
+          [
+            ['idle', fmt.rps(was.requestsPerSecond), fmt.ms(was.p50), fmt.ms(was.p99)],
+            ['under flood', fmt.rps(under.requestsPerSecond), fmt.ms(under.p50), fmt.ms(under.p99)],
+            [
+              'flood / idle',
+              fmt.ratio(under.requestsPerSecond / was.requestsPerSecond),
+              fmt.ratio(under.p50 / was.p50),
+              fmt.ratio(under.p99 / was.p99),
+            ],
+          ],
+          ['l', 'r', 'r', 'r'],
+        ),
+      )
+    }
+    out()
+    out(
+      `login flood (${FLOOD_CONNECTIONS} connections, wrong passwords for ${FLOOD_USERS} users, its own process), ${flooded.flood.measured.seconds} s measured:`,
+    )
+    out(
+      table(['answer', 'count', 'req/s', 'p50 ms', 'p99 ms'], floodRows(flooded.flood), [
+        'l',
+        'r',
+        'r',
+        'r',
+        'r',
+      ]),
+    )
+    out(floodSummary(flooded.flood))
+  }
 
   const cpu = cpus()
   out()
@@ -564,9 +886,15 @@ function report(outcomes: Outcome[]): number {
       `| ${o.name} | ${m.connections} | ${fmt.rps(m.requestsPerSecond)} | ${fmt.ms(m.p50)} | ${fmt.ms(m.p99)} |`,
     )
   }
+  if (flooded?.flood) {
+    out()
+    out(`| login flood (${FLOOD_CONNECTIONS} connections) | answers | req/s | p50 ms | p99 ms |`)
+    out('| --- | ---: | ---: | ---: | ---: |')
+    for (const row of floodRows(flooded.flood)) out(`| ${row.join(' | ')} |`)
+  }
   out()
   out(
-    `_Node ${process.version}, ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}; ${DURATION} s per scenario (login ${LOGIN_DURATION} s) after a ${WARMUP} s warm-up; autocannon, PostgreSQL and Redis on the same machine; 1-minute load average ${startLoad.toFixed(2)} before the run._`,
+    `_Node ${process.version}, ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}; ${DURATION} s per scenario (login ${LOGIN_DURATION} s) after a ${WARMUP} s warm-up; login flood: ${FLOOD_CONNECTIONS} connections of wrong passwords from a second autocannon process; autocannon, PostgreSQL and Redis on the same machine; 1-minute load average ${startLoad.toFixed(2)} before the run._`,
   )
 
   const problems = outcomes.flatMap((o) => failures(o).map((problem) => `${o.name}: ${problem}`))
@@ -611,7 +939,8 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
+const entry = process.argv[2] === 'flood' ? floodMain : main
+entry().then(
   (code) => process.exit(code),
   (error: unknown) => {
     process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`)

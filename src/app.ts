@@ -6,6 +6,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Config } from './config.js'
 import authenticate from './plugins/app/authenticate.js'
 import errorHandler from './plugins/app/error-handler.js'
+import rateLimit from './plugins/app/rate-limit.js'
 import routes from './routes/index.js'
 import { OAuthErrorBody, Problem, TokenResponse } from './schemas/common.js'
 import { createServices, type ServiceOverrides, type Services } from './services.js'
@@ -141,6 +142,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   await app.register(errorHandler)
+  await app.register(rateLimit, { services, redisPrefix: options.redisPrefix })
   await app.register(authenticate, { services })
   await app.register(routes)
   return app as unknown as FastifyInstance

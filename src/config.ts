@@ -163,12 +163,14 @@ export const ConfigSchema = Type.Object({
     description: 'argon2id memory cost in KiB (changing it rehashes at next login)',
   }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 2, maximum: 20, default: 2, description: 'argon2id iterations' }),
-  ARGON2_CONCURRENCY: Type.Integer({
-    minimum: 1,
-    maximum: 64,
-    default: 2,
-    description: 'argon2 hashes in flight at once (keep below the libuv pool size, 4 by default)',
-  }),
+  ARGON2_CONCURRENCY: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 64,
+      description:
+        'argon2 hashes in flight at once (default: CPU cores - 1, at least 1, at most 2; stays below the libuv pool of 4)',
+    }),
+  ),
   SHUTDOWN_TIMEOUT: Seconds(10, 'seconds to finish in-flight requests on SIGTERM'),
 })
 

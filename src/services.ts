@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { Config } from './config.js'
@@ -8,6 +9,7 @@ import { AccessTokenIssuer } from './domain/access-tokens.js'
 import { AccountService } from './domain/accounts.js'
 import { AuditLog } from './domain/audit.js'
 import { type Clock, systemClock } from './domain/clock.js'
+import { LoginCooldown } from './domain/cooldown.js'
 import { KeyRing } from './domain/key-ring.js'
 import { Outbox } from './domain/outbox.js'
 import { PasswordHasher } from './domain/password-hasher.js'
@@ -16,6 +18,7 @@ import { DependencyUnavailableError } from './errors.js'
 import { createMailer, type Mailer } from './mail/mailer.js'
 import * as templates from './mail/templates.js'
 import { AuditRepository } from './storage/audit-repository.js'
+import { type CooldownStore, MemoryCooldownStore, RedisCooldownStore } from './storage/cooldown-store.js'
 import { type DatabaseHandle, openDatabase } from './storage/database.js'
 import { EmailTokenRepository } from './storage/email-token-repository.js'
 import { MemorySessionStore } from './storage/memory-session-store.js'
@@ -75,6 +78,8 @@ export async function createServices(
 
     let redis: Redis | undefined
     let store: SessionStore
+    let cooldownStore: CooldownStore
+    const redisPrefix = overrides.redisPrefix ?? 'lk:'
     if (config.REDIS_URL) {
       redis = createRedisClient(config.REDIS_URL)
       const client = redis
@@ -82,9 +87,11 @@ export async function createServices(
         client.disconnect()
       })
       await waitForRedis(client)
-      store = guardStore(new RedisSessionStore(client, { prefix: overrides.redisPrefix ?? 'lk:' }))
+      store = guardStore(new RedisSessionStore(client, { prefix: redisPrefix }))
+      cooldownStore = guardStore(new RedisCooldownStore(client, redisPrefix))
     } else {
       store = new MemorySessionStore()
+      cooldownStore = new MemoryCooldownStore()
     }
     closers.push(() => store.close())
 
@@ -130,7 +137,8 @@ export async function createServices(
     const hasher = new PasswordHasher({
       memoryKib: config.ARGON2_MEMORY_KIB,
       timeCost: config.ARGON2_TIME_COST,
-      concurrency: config.ARGON2_CONCURRENCY,
+      // Hashing is CPU-bound: leave a core for the event loop (token checks, refreshes).
+      concurrency: config.ARGON2_CONCURRENCY ?? Math.max(1, Math.min(2, availableParallelism() - 1)),
       ...(config.PASSWORD_PEPPER ? { pepper: config.PASSWORD_PEPPER } : {}),
     })
     const accessTokens = new AccessTokenIssuer(
@@ -164,6 +172,7 @@ export async function createServices(
       emailTokens: new EmailTokenRepository(db),
       hasher,
       sessions,
+      cooldown: new LoginCooldown(cooldownStore, clock),
       audit,
       outbox,
       clock,
@@ -171,6 +180,7 @@ export async function createServices(
         appUrl: config.APP_URL,
         emailVerification: config.EMAIL_VERIFICATION,
         verifyTokenTtl: config.VERIFY_TOKEN_TTL,
+        resetTokenTtl: config.RESET_TOKEN_TTL,
       },
     })
 
@@ -253,7 +263,7 @@ async function waitForRedis(client: Redis): Promise<void> {
 }
 
 /** Turns any failure of the store into a DependencyUnavailableError (answered 503). */
-function guardStore(store: SessionStore): SessionStore {
+function guardStore<T extends object>(store: T): T {
   return new Proxy(store, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver)

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import t from 'tap'
-import { createTestDatabase, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js'
+import { createTestDatabase, RELAXED_RATE_LIMITS, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js'
 import { testRedisUrl } from './helpers/services.js'
 
 /** Starts the real server process and resolves with its base URL once it listens. */
@@ -39,6 +39,7 @@ t.test('SIGTERM lets in-flight requests finish, then exits 0', async (t) => {
     LOG_LEVEL: 'info',
     DATA_DIR: t.testdir(),
     KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
+    ...RELAXED_RATE_LIMITS,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...(testRedisUrl ? { REDIS_URL: testRedisUrl } : {}),
   })

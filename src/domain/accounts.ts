@@ -1,21 +1,25 @@
 import { ProblemError } from '../errors.js'
 import * as templates from '../mail/templates.js'
-import type { EmailTokenRepository } from '../storage/email-token-repository.js'
+import type { EmailTokenPurpose, EmailTokenRepository } from '../storage/email-token-repository.js'
 import type { UserRepository, UserRow } from '../storage/user-repository.js'
+import type { AccessTokenClaims } from './access-tokens.js'
 import type { AuditLog, RequestContext } from './audit.js'
 import type { Clock } from './clock.js'
+import type { LoginCooldown } from './cooldown.js'
 import { hashToken, randomToken } from './crypto.js'
 import type { Outbox } from './outbox.js'
 import type { PasswordHasher } from './password-hasher.js'
 import { checkPassword } from './password-policy.js'
 import { grantScope } from './scopes.js'
-import type { SessionService, TokenResponse } from './sessions.js'
+import type { AccessTokenResponse, SessionService, TokenResponse } from './sessions.js'
 
 export interface AccountSettings {
   appUrl: string
   emailVerification: 'required' | 'optional'
   /** Seconds. */
   verifyTokenTtl: number
+  /** Seconds. */
+  resetTokenTtl: number
 }
 
 export interface AccountServiceDeps {
@@ -23,6 +27,7 @@ export interface AccountServiceDeps {
   emailTokens: EmailTokenRepository
   hasher: PasswordHasher
   sessions: SessionService
+  cooldown: LoginCooldown
   audit: AuditLog
   outbox: Outbox
   clock: Clock
@@ -53,9 +58,14 @@ export function assertPasswordAcceptable(password: string, email: string): void 
   }
 }
 
+const invalidLink = () =>
+  new ProblemError('invalid_token', { detail: 'The link is invalid, used or expired' })
+
 /**
- * Sign-up, email verification and password sign-in. Answers never reveal whether an address
- * has an account: sign-up and resend answer the same, and unknown emails cost a dummy hash.
+ * The account lifecycle: sign-up, verification, password sign-in, reset, change, step-up and
+ * deletion. Answers never reveal whether an address has an account (OWASP Authentication and
+ * Forgot Password cheat sheets): the same status, body and headers, and the work whose duration
+ * differs between the two cases runs after the answer (`outbox.later`).
  */
 export class AccountService {
   constructor(private readonly deps: AccountServiceDeps) {}
@@ -65,35 +75,37 @@ export class AccountService {
     const email = normalizeEmail(rawEmail)
     assertPasswordAcceptable(password, email)
     const { users, hasher, outbox, audit, settings } = this.deps
+    hasher.assertCapacity()
     // Hash before looking: both paths spend the same work, so timing does not tell them apart.
     const passwordHash = await hasher.hash(password)
     const user = await users.insert({ email, passwordHash })
-    if (!user) {
-      // The owner of the address, as stored, hears that someone tried to sign up with it.
-      const owner = await users.findByEmail(email)
-      outbox.send({ to: owner?.email ?? email, ...templates.accountExists({ appUrl: settings.appUrl }) })
-      return
-    }
-    await this.sendVerification(user)
-    await audit.record({
-      type: 'user.signed_up',
-      outcome: 'success',
-      actorId: user.id,
-      userId: user.id,
-      context,
-      details: { method: 'password' },
+    outbox.later('signup', async () => {
+      if (!user) {
+        // The owner of the address, as stored, hears that someone tried to sign up with it.
+        const owner = await users.findByEmail(email)
+        outbox.send({ to: owner?.email ?? email, ...templates.accountExists({ appUrl: settings.appUrl }) })
+        return
+      }
+      await this.sendVerification(user)
+      await audit.record({
+        type: 'user.signed_up',
+        outcome: 'success',
+        actorId: user.id,
+        userId: user.id,
+        context,
+        details: { method: 'password' },
+      })
     })
   }
 
   /** Spends a verification token and marks the address verified. */
   async verifyEmail(token: string, context: RequestContext): Promise<void> {
-    const { emailTokens, users, audit, clock } = this.deps
-    const now = new Date(clock.now())
-    const userId = await emailTokens.consume('verify_email', hashToken(token), now)
-    if (!userId) throw new ProblemError('invalid_token', { detail: 'The link is invalid, used or expired' })
-    const user = await users.findById(userId)
-    if (!user) throw new ProblemError('invalid_token', { detail: 'The link is invalid, used or expired' })
-    if (!user.emailVerifiedAt) await users.update(user.id, { emailVerifiedAt: now })
+    const { users, audit } = this.deps
+    const userId = await this.consume('verify_email', token)
+    const user = userId ? await users.findById(userId) : undefined
+    if (!user) throw invalidLink()
+    if (!user.emailVerifiedAt)
+      await users.update(user.id, { emailVerifiedAt: new Date(this.deps.clock.now()) })
     await audit.record({
       type: 'user.email_verified',
       outcome: 'success',
@@ -103,42 +115,45 @@ export class AccountService {
     })
   }
 
-  /** Whether a verification token is unused and unexpired, without spending it (hosted page). */
-  async isVerificationTokenUsable(token: string): Promise<boolean> {
+  /** Whether an email token is unused and unexpired, without spending it (hosted pages). */
+  async isEmailTokenUsable(purpose: EmailTokenPurpose, token: string): Promise<boolean> {
     const now = new Date(this.deps.clock.now())
-    return (await this.deps.emailTokens.peek('verify_email', hashToken(token), now)) !== undefined
+    return (await this.deps.emailTokens.peek(purpose, hashToken(token), now)) !== undefined
   }
 
   /** Mails a new verification link when the address has an unverified account; silent otherwise. */
   async resendVerification(rawEmail: string): Promise<void> {
     const user = await this.deps.users.findByEmail(normalizeEmail(rawEmail))
-    if (user && !user.emailVerifiedAt && !user.disabledAt) await this.sendVerification(user)
+    this.deps.outbox.later('resend verification', async () => {
+      if (user && !user.emailVerifiedAt && !user.disabledAt) await this.sendVerification(user)
+    })
   }
 
-  /** Password sign-in; answers a token response or a problem (identical for unknown and wrong). */
+  /**
+   * Password sign-in. Unknown email, wrong password and an address cooling down on the account
+   * all answer the same 401 invalid_credentials after the same argon2 work.
+   */
   async login(input: LoginInput): Promise<TokenResponse> {
-    const { users, hasher, audit, settings } = this.deps
-    const user = await users.findByEmail(normalizeEmail(input.email))
+    const { users, hasher, audit, settings, cooldown } = this.deps
+    hasher.assertCapacity()
+    const email = normalizeEmail(input.email)
+    const address = input.context.ip
+    const user = await users.findByEmail(email)
+    if ((await cooldown.check(email, address)).coolingDown) {
+      await hasher.verifyDummy(input.password)
+      await this.loginFailed(user, input.context, 'cooldown')
+      throw new ProblemError('invalid_credentials')
+    }
     if (!user?.passwordHash) {
       await hasher.verifyDummy(input.password)
-      await audit.record({
-        type: 'auth.login_failed',
-        outcome: 'failure',
-        userId: user?.id ?? null,
-        context: input.context,
-        details: { reason: user ? 'no_password' : 'unknown_email' },
-      })
+      await this.countFailure(email, user, input.context)
+      await this.loginFailed(user, input.context, user ? 'no_password' : 'unknown_email')
       throw new ProblemError('invalid_credentials')
     }
     const verdict = await hasher.verify(user.passwordHash, input.password)
     if (!verdict.ok) {
-      await audit.record({
-        type: 'auth.login_failed',
-        outcome: 'failure',
-        userId: user.id,
-        context: input.context,
-        details: { reason: 'wrong_password' },
-      })
+      await this.countFailure(email, user, input.context)
+      await this.loginFailed(user, input.context, 'wrong_password')
       throw new ProblemError('invalid_credentials')
     }
     // Only a caller who knows the password learns the account's state.
@@ -151,6 +166,7 @@ export class AccountService {
         detail: 'The requested scope exceeds what the account is granted',
       })
     }
+    await cooldown.reset(email)
     if (verdict.needsRehash) await this.rehash(user, input.password)
     const tokens = await this.deps.sessions.start({
       user,
@@ -169,6 +185,223 @@ export class AccountService {
       details: { method: 'password', remember: input.remember ?? false },
     })
     return tokens
+  }
+
+  /** Mails a single-use reset link when the address has an account; the answer is the same either way. */
+  async requestPasswordReset(rawEmail: string, context: RequestContext): Promise<void> {
+    const { users, emailTokens, outbox, audit, clock, settings } = this.deps
+    const email = normalizeEmail(rawEmail)
+    const user = await users.findByEmail(email)
+    outbox.later('password reset request', async () => {
+      if (!user || user.disabledAt) {
+        await audit.record({
+          type: 'password.reset_requested',
+          outcome: 'failure',
+          userId: user?.id ?? null,
+          context,
+          details: { reason: user ? 'account_disabled' : 'unknown_email' },
+        })
+        return
+      }
+      const token = randomToken(32)
+      // A newer reset token voids the older ones (replace marks them spent).
+      await emailTokens.replace({
+        userId: user.id,
+        purpose: 'reset_password',
+        tokenHash: hashToken(token),
+        expiresAt: new Date(clock.now() + settings.resetTokenTtl * 1000),
+      })
+      // The link is built from APP_URL only, never from the request's Host or X-Forwarded-Host.
+      outbox.send({
+        to: user.email,
+        ...templates.passwordReset({
+          appUrl: settings.appUrl,
+          token,
+          ttlMinutes: Math.max(1, Math.round(settings.resetTokenTtl / 60)),
+        }),
+      })
+      await audit.record({ type: 'password.reset_requested', outcome: 'success', userId: user.id, context })
+    })
+  }
+
+  /**
+   * Sets a new password with a reset token: single use, then every session of the user ends and
+   * the owner is told. It does not sign in. The cooldown is cleared: reset is the owner's way
+   * back in, whatever an attacker did.
+   */
+  async resetPassword(token: string, newPassword: string, context: RequestContext): Promise<void> {
+    const { users, emailTokens, hasher, sessions, outbox, audit, cooldown, clock } = this.deps
+    const now = new Date(clock.now())
+    const pending = await emailTokens.peek('reset_password', hashToken(token), now)
+    const owner = pending ? await users.findById(pending.userId) : undefined
+    if (!owner) throw invalidLink()
+    // Check the policy before spending the token, so a refused password does not waste the link.
+    assertPasswordAcceptable(newPassword, owner.email)
+    const passwordHash = await hasher.hash(newPassword)
+    const userId = await this.consume('reset_password', token)
+    if (userId !== owner.id) throw invalidLink()
+    // The link proved control of the address.
+    await users.update(owner.id, { passwordHash, emailVerifiedAt: owner.emailVerifiedAt ?? now })
+    await sessions.revokeAllForUser(owner.id, { reason: 'password_reset', actorId: owner.id, context })
+    await cooldown.reset(owner.email)
+    outbox.send({ to: owner.email, ...templates.passwordChanged() })
+    await audit.record({
+      type: 'password.reset',
+      outcome: 'success',
+      actorId: owner.id,
+      userId: owner.id,
+      context,
+    })
+  }
+
+  /**
+   * Changes the password of the signed-in user (fresh login checked by the route): the other
+   * sessions end, the current one continues, the owner is told. A wrong current password counts
+   * as a failed sign-in for the cooldown.
+   */
+  async changePassword(
+    claims: AccessTokenClaims,
+    currentPassword: string,
+    newPassword: string,
+    context: RequestContext,
+  ): Promise<void> {
+    const { users, hasher, sessions, outbox, audit } = this.deps
+    const user = await this.activeUser(claims.sub)
+    await this.confirmPassword(user, currentPassword, context, 'password.changed')
+    assertPasswordAcceptable(newPassword, user.email)
+    await users.update(user.id, { passwordHash: await hasher.hash(newPassword) })
+    await sessions.revokeAllForUser(user.id, {
+      reason: 'password_changed',
+      actorId: user.id,
+      except: claims.sid,
+      context,
+    })
+    outbox.send({ to: user.email, ...templates.passwordChanged() })
+    await audit.record({
+      type: 'password.changed',
+      outcome: 'success',
+      actorId: user.id,
+      userId: user.id,
+      context,
+    })
+  }
+
+  /**
+   * Step-up: the password again gives this session a new `auth_time` (and `amr` ["pwd"]).
+   * A plain refresh never does (RFC 9068 §2.2.1).
+   */
+  async reauthenticate(
+    claims: AccessTokenClaims,
+    password: string,
+    context: RequestContext,
+  ): Promise<AccessTokenResponse> {
+    const user = await this.activeUser(claims.sub)
+    await this.confirmPassword(user, password, context, 'auth.reauthenticated')
+    const response = await this.deps.sessions.reauthenticate(claims.sid, user, ['pwd'])
+    await this.deps.audit.record({
+      type: 'auth.reauthenticated',
+      outcome: 'success',
+      actorId: user.id,
+      userId: user.id,
+      context,
+      details: { session_id: claims.sid, method: 'password' },
+    })
+    return response
+  }
+
+  /** Deletes the signed-in user's account: sessions end at once; audit events keep the id. */
+  async deleteAccount(claims: AccessTokenClaims, context: RequestContext): Promise<void> {
+    const { users, sessions, outbox, audit } = this.deps
+    const user = await this.activeUser(claims.sub)
+    await sessions.revokeAllForUser(user.id, { reason: 'account_deleted', actorId: user.id, context })
+    await users.delete(user.id)
+    outbox.send({ to: user.email, ...templates.accountDeleted() })
+    await audit.record({
+      type: 'user.deleted',
+      outcome: 'success',
+      actorId: user.id,
+      userId: user.id,
+      context,
+    })
+  }
+
+  private async activeUser(userId: string): Promise<UserRow> {
+    const user = await this.deps.users.findById(userId)
+    if (!user || user.disabledAt) {
+      throw new ProblemError('invalid_token', { status: 401, detail: 'The account is not active' })
+    }
+    return user
+  }
+
+  /**
+   * Checks the password of a user who already holds a valid bearer token: a wrong one is
+   * 400 invalid_credentials and counts toward the cooldown like a failed sign-in.
+   */
+  private async confirmPassword(
+    user: UserRow,
+    password: string,
+    context: RequestContext,
+    auditType: 'password.changed' | 'auth.reauthenticated',
+  ): Promise<void> {
+    const { hasher, cooldown, audit } = this.deps
+    const coolingDown = (await cooldown.check(user.email, context.ip)).coolingDown
+    let ok = false
+    if (coolingDown) await hasher.verifyDummy(password)
+    else if (user.passwordHash !== null) ok = (await hasher.verify(user.passwordHash, password)).ok
+    if (ok) return
+    if (!coolingDown) await this.countFailure(user.email, user, context)
+    await audit.record({
+      type: auditType,
+      outcome: 'failure',
+      actorId: user.id,
+      userId: user.id,
+      context,
+      details: { reason: coolingDown ? 'cooldown' : 'wrong_password' },
+    })
+    throw new ProblemError('invalid_credentials', { status: 400, detail: 'The password is not correct' })
+  }
+
+  /** Counts a failure; at the threshold the owner is told and an audit event is written. */
+  private async countFailure(
+    email: string,
+    user: UserRow | undefined,
+    context: RequestContext,
+  ): Promise<void> {
+    const { crossed, failures } = await this.deps.cooldown.recordFailure(email, context.ip)
+    if (!crossed) return
+    this.deps.outbox.later('cooldown notice', async () => {
+      await this.deps.audit.record({
+        type: 'account.cooldown_started',
+        outcome: 'failure',
+        userId: user?.id ?? null,
+        context,
+        details: { failures },
+      })
+      if (user) {
+        this.deps.outbox.send({
+          to: user.email,
+          ...templates.signInAttemptsSlowed({ appUrl: this.deps.settings.appUrl }),
+        })
+      }
+    })
+  }
+
+  private async loginFailed(
+    user: UserRow | undefined,
+    context: RequestContext,
+    reason: string,
+  ): Promise<void> {
+    await this.deps.audit.record({
+      type: 'auth.login_failed',
+      outcome: 'failure',
+      userId: user?.id ?? null,
+      context,
+      details: { reason },
+    })
+  }
+
+  private async consume(purpose: EmailTokenPurpose, token: string): Promise<string | undefined> {
+    return this.deps.emailTokens.consume(purpose, hashToken(token), new Date(this.deps.clock.now()))
   }
 
   private async rehash(user: UserRow, password: string): Promise<void> {
@@ -190,7 +423,7 @@ export class AccountService {
       ...templates.verifyEmail({
         appUrl: settings.appUrl,
         token,
-        ttlHours: Math.round(settings.verifyTokenTtl / 3600),
+        ttlHours: Math.max(1, Math.round(settings.verifyTokenTtl / 3600)),
       }),
     })
   }

@@ -32,7 +32,21 @@ export class Outbox {
     this.pending.add(delivery)
   }
 
-  /** Resolves when every queued message has been handed over (or has failed). */
+  /**
+   * Runs `task` after the answer: work whose duration must not show in the response time (it
+   * would tell known addresses from unknown ones). A failure is logged under `label`.
+   */
+  later(label: string, task: () => Promise<void>): void {
+    // Started on the next turn of the event loop, after the answer has been written, so even an
+    // in-process database (PGlite) does not delay the answer with it.
+    const work = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(task)
+      .catch((error: unknown) => this.logger.error({ err: error, task: label }, 'background task failed'))
+      .finally(() => this.pending.delete(work))
+    this.pending.add(work)
+  }
+
+  /** Resolves when every queued message and task has finished (or failed). */
   async drain(): Promise<void> {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending])
   }

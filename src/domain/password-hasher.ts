@@ -61,6 +61,14 @@ export class PasswordHasher {
     return this.#semaphore.waiting
   }
 
+  /**
+   * Throws the queue-full 503 now, before any other work, when a hash could not even wait for a
+   * slot: a login flood is shed at the door instead of costing a database round trip first.
+   */
+  assertCapacity(): void {
+    if (this.#semaphore.full) throw overloaded()
+  }
+
   /** Hashes running now (never more than `concurrency`). */
   get inFlight(): number {
     return this.#semaphore.active
@@ -118,6 +126,14 @@ export class PasswordHasher {
   }
 }
 
+/** The load-shedding answer: expected under a flood, so it is not logged as an error. */
+function overloaded(): ProblemError {
+  return new ProblemError('service_unavailable', {
+    headers: { 'retry-after': '1' },
+    detail: 'Too many sign-ins are being checked; retry shortly',
+  })
+}
+
 class Semaphore {
   active = 0
   readonly #queue: (() => void)[] = []
@@ -136,6 +152,11 @@ class Semaphore {
     return this.#queue.length
   }
 
+  /** Every slot is taken and the queue is at its cap. */
+  get full(): boolean {
+    return this.active >= this.#limit && this.#queue.length >= this.#maxQueue
+  }
+
   async run<T>(task: () => Promise<T>): Promise<T> {
     await this.#acquire()
     try {
@@ -151,7 +172,7 @@ class Semaphore {
       return Promise.resolve()
     }
     if (this.#queue.length >= this.#maxQueue) {
-      return Promise.reject(new ProblemError('service_unavailable', { headers: { 'retry-after': '1' } }))
+      return Promise.reject(overloaded())
     }
     // The slot is handed over directly by #release, so `active` stays counted for the waiter.
     return new Promise((resolve) => this.#queue.push(resolve))

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { OAuthError } from '../errors.js'
+import { OAuthError, ProblemError } from '../errors.js'
 import type { SessionRepository, SessionRow } from '../storage/session-repository.js'
 import type { SessionStore, StoredSession } from '../storage/session-store.js'
 import type { UserRepository, UserRow } from '../storage/user-repository.js'
@@ -17,6 +17,9 @@ export interface TokenResponse {
   refresh_token: string
   scope: string
 }
+
+/** A token response without a refresh token: step-up keeps the session's refresh token. */
+export type AccessTokenResponse = Omit<TokenResponse, 'refresh_token'>
 
 export interface SessionLifetimes {
   /** Seconds. */
@@ -188,6 +191,24 @@ export class SessionService {
       default:
         throw invalidGrant()
     }
+  }
+
+  /**
+   * Records a fresh authentication on a live session (re-authentication): a new `auth_time`
+   * and `amr` for this session's next access tokens, refreshes included. The refresh token
+   * stays as it is. Answers a new access token.
+   */
+  async reauthenticate(sessionId: string, user: UserRow, amr: string[]): Promise<AccessTokenResponse> {
+    const now = this.deps.clock.now()
+    const authTime = epochSeconds(now)
+    if (!(await this.deps.store.reauthenticate(sessionId, authTime, amr, now))) {
+      throw new ProblemError('invalid_token', { status: 401, detail: 'The session has ended' })
+    }
+    await this.deps.sessions.setAuthentication(sessionId, new Date(authTime * 1000), amr)
+    const session = await this.deps.store.get(sessionId, now)
+    if (!session) throw new ProblemError('invalid_token', { status: 401, detail: 'The session has ended' })
+    const { refresh_token: _none, ...response } = await this.respond(session, user, '')
+    return response
   }
 
   /** Ends the session a refresh token belongs to (logout, RFC 7009); unknown tokens are ignored. */

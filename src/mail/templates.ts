@@ -93,6 +93,34 @@ export function passwordChanged(): MailContent {
   }
 }
 
+/** Tells the owner that repeated failures slowed sign-ins to their account. */
+export function signInAttemptsSlowed(input: { appUrl: string }): MailContent {
+  const body =
+    'Several sign-in attempts on your account failed in a row, so further attempts from the addresses that failed are being slowed down. You can still sign in as usual.'
+  const warn = 'If this was not you, someone may be guessing your password: choose a new one.'
+  const reset = `${base(input.appUrl)}/reset-password`
+  return {
+    subject: `Failed sign-in attempts on your ${PRODUCT} account`,
+    text: lines(body, '', warn, reset),
+    html: page('Failed sign-in attempts', [
+      paragraph(body),
+      paragraph(warn),
+      linkParagraph(reset, 'Choose a new password'),
+    ]),
+  }
+}
+
+/** Tells the owner that their account was deleted. */
+export function accountDeleted(): MailContent {
+  const body = 'Your account and all its sessions were deleted at your request.'
+  const warn = 'If you did not do this, contact the service that uses this sign-in.'
+  return {
+    subject: `Your ${PRODUCT} account was deleted`,
+    text: lines(body, '', warn),
+    html: page('Your account was deleted', [paragraph(body), paragraph(warn)]),
+  }
+}
+
 /** Explains an unexpected sign-out after a refresh token was replayed, which may mean it was stolen. */
 export function sessionEndedByReuse(): MailContent {
   const body =

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify'
 import loginRoutes from './auth/login.js'
 import logoutRoutes from './auth/logout.js'
+import passwordRoutes from './auth/password.js'
+import reauthenticateRoutes from './auth/reauthenticate.js'
 import signupRoutes from './auth/signup.js'
 import tokenRoutes from './auth/token.js'
 import healthRoutes from './health.js'
@@ -18,6 +20,8 @@ const routes: FastifyPluginAsync = async (app) => {
       await auth.register(loginRoutes)
       await auth.register(logoutRoutes)
       await auth.register(tokenRoutes)
+      await auth.register(passwordRoutes)
+      await auth.register(reauthenticateRoutes)
     },
     { prefix: '/v1/auth' },
   )

@@ -40,8 +40,32 @@ const resendForm = `<form method="post" action="/verify-email/resend">
 <p><button type="submit">Send a new link</button></p>
 </form>`
 
+const forgotForm = `<form method="post" action="/reset-password/request">
+<p><label for="email">Your email address</label><br>
+<input id="email" name="email" type="email" autocomplete="email" required></p>
+<p><button type="submit">Email me a reset link</button></p>
+</form>`
+
+function newPasswordForm(token: string, reasons: string[] = []): string {
+  const problems =
+    reasons.length > 0
+      ? `<div role="alert"><p>That password cannot be used:</p><ul>${reasons.map((reason) => `<li>${escapeHtml(reason)}</li>`).join('')}</ul></div>\n`
+      : ''
+  return `${problems}<form method="post" action="/reset-password">
+<input type="hidden" name="token" value="${escapeHtml(token)}">
+<p><label for="password">New password</label><br>
+<input id="password" name="password" type="password" autocomplete="new-password" minlength="12" maxlength="256" required aria-describedby="password-help"><br>
+<small id="password-help">At least 12 characters. A few unrelated words make a strong password.</small></p>
+<p><button type="submit">Set my new password</button></p>
+</form>`
+}
+
 const TokenQuery = Type.Object({ token: Type.Optional(Type.String({ maxLength: 512 })) })
 const TokenForm = Type.Object({ token: Type.String({ maxLength: 512 }) }, { additionalProperties: false })
+const ResetForm = Type.Object(
+  { token: Type.String({ maxLength: 512 }), password: Type.String({ maxLength: 1024 }) },
+  { additionalProperties: false },
+)
 const EmailForm = Type.Object({ email: Type.String({ maxLength: 254 }) }, { additionalProperties: false })
 
 /**
@@ -55,7 +79,7 @@ const pageRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/verify-email', { schema: { hide: true, querystring: TokenQuery } }, async (request, reply) => {
     const token = request.query.token ?? ''
-    if (!token || !(await accounts.isVerificationTokenUsable(token))) {
+    if (!token || !(await accounts.isEmailTokenUsable('verify_email', token))) {
       return sendPage(
         reply,
         400,
@@ -91,15 +115,76 @@ const pageRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return sendPage(reply, 200, 'Email address confirmed', '<p>Thank you. You can now sign in.</p>')
   })
 
-  app.post('/verify-email/resend', { schema: { hide: true, body: EmailForm } }, async (request, reply) => {
-    await accounts.resendVerification(request.body.email)
+  app.get('/reset-password', { schema: { hide: true, querystring: TokenQuery } }, async (request, reply) => {
+    const token = request.query.token ?? ''
+    if (!token) return sendPage(reply, 200, 'Reset your password', forgotForm)
+    if (!(await accounts.isEmailTokenUsable('reset_password', token))) {
+      return sendPage(
+        reply,
+        400,
+        'This link does not work',
+        `<p>The link is invalid, has already been used, has expired, or a newer one was sent. Ask for a new one:</p>${forgotForm}`,
+      )
+    }
+    return sendPage(reply, 200, 'Choose a new password', newPasswordForm(token))
+  })
+
+  app.post('/reset-password', { schema: { hide: true, body: ResetForm } }, async (request, reply) => {
+    const { token, password } = request.body
+    try {
+      await accounts.resetPassword(token, password, requestContext(request))
+    } catch (error) {
+      if (error instanceof ProblemError && error.code === 'weak_password') {
+        const reasons = (error.errors ?? []).map((item) => item.message)
+        return sendPage(reply, 422, 'Choose a new password', newPasswordForm(token, reasons))
+      }
+      if (error instanceof ProblemError && error.code === 'invalid_token') {
+        return sendPage(
+          reply,
+          400,
+          'This link does not work',
+          `<p>The link is invalid, has already been used, has expired, or a newer one was sent. Ask for a new one:</p>${forgotForm}`,
+        )
+      }
+      throw error
+    }
     return sendPage(
       reply,
-      202,
-      'Check your email',
-      '<p>If this address has an account that is not confirmed yet, a new link is on its way.</p>',
+      200,
+      'Password changed',
+      '<p>Your password was changed and every session was signed out. Sign in with the new password.</p>',
     )
   })
+
+  const emailLimits = { onRequest: app.rateLimits.emailIp, preHandler: app.rateLimits.emailAccount }
+
+  app.post(
+    '/reset-password/request',
+    { ...emailLimits, schema: { hide: true, body: EmailForm } },
+    async (request, reply) => {
+      await accounts.requestPasswordReset(request.body.email, requestContext(request))
+      return sendPage(
+        reply,
+        202,
+        'Check your email',
+        '<p>If this address has an account, a link to choose a new password is on its way.</p>',
+      )
+    },
+  )
+
+  app.post(
+    '/verify-email/resend',
+    { ...emailLimits, schema: { hide: true, body: EmailForm } },
+    async (request, reply) => {
+      await accounts.resendVerification(request.body.email)
+      return sendPage(
+        reply,
+        202,
+        'Check your email',
+        '<p>If this address has an account that is not confirmed yet, a new link is on its way.</p>',
+      )
+    },
+  )
 }
 
 export default pageRoutes

@@ -141,6 +141,14 @@ export class MemorySessionStore implements SessionStore {
     return entry ? copy(entry.session) : null
   }
 
+  async reauthenticate(sessionId: string, authTime: number, amr: string[], now: number): Promise<boolean> {
+    const entry = this.#live(sessionId, now)
+    if (!entry) return false
+    entry.session.authTime = authTime
+    entry.session.amr = [...amr]
+    return true
+  }
+
   async revoke(sessionId: string): Promise<boolean> {
     const entry = this.#sessions.get(sessionId)
     if (!entry) return false

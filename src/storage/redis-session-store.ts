@@ -99,9 +99,23 @@ end
 return {'unknown'}
 `
 
+/**
+ * KEYS[1] session key. ARGV: auth_time (s), amr (JSON), now (ms). Sets both on a live session;
+ * returns 1, or 0 when the session is missing or expired (nothing written).
+ */
+const REAUTHENTICATE_LUA = `
+local f = redis.call('HMGET', KEYS[1], 'last_used', 'idle_ttl', 'expires')
+if not f[1] then return 0 end
+local now = tonumber(ARGV[3])
+if now > tonumber(f[3]) or now > tonumber(f[1]) + tonumber(f[2]) * 1000 then return 0 end
+redis.call('HSET', KEYS[1], 'auth_time', ARGV[1], 'amr', ARGV[2])
+return 1
+`
+
 interface SessionCommands {
   latchkeySessionCreate(key: string, ...args: string[]): Promise<number>
   latchkeySessionRotate(key: string, ...args: string[]): Promise<string[]>
+  latchkeySessionReauthenticate(key: string, ...args: string[]): Promise<number>
 }
 
 function int(value: string | null | undefined, field: string): number {
@@ -146,6 +160,7 @@ export class RedisSessionStore implements SessionStore {
     this.#prefix = options.prefix ?? 'lk:'
     redis.defineCommand('latchkeySessionCreate', { numberOfKeys: 1, lua: CREATE_LUA })
     redis.defineCommand('latchkeySessionRotate', { numberOfKeys: 1, lua: ROTATE_LUA })
+    redis.defineCommand('latchkeySessionReauthenticate', { numberOfKeys: 1, lua: REAUTHENTICATE_LUA })
     this.#redis = redis as Redis & SessionCommands
   }
 
@@ -233,6 +248,16 @@ export class RedisSessionStore implements SessionStore {
     if (values[0] == null) return null
     const session = toSession(sessionId, values)
     return isExpired(session, now) ? null : session
+  }
+
+  async reauthenticate(sessionId: string, authTime: number, amr: string[], now: number): Promise<boolean> {
+    const changed = await this.#redis.latchkeySessionReauthenticate(
+      this.key(sessionId),
+      String(authTime),
+      JSON.stringify(amr),
+      String(now),
+    )
+    return changed === 1
   }
 
   async revoke(sessionId: string): Promise<boolean> {

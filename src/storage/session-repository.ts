@@ -23,6 +23,11 @@ export class SessionRepository {
     await this.db.update(sessions).set({ lastUsedAt, idleExpiresAt }).where(eq(sessions.id, id))
   }
 
+  /** Records a re-authentication on the list entry. */
+  async setAuthentication(id: string, authTime: Date, amr: string[]): Promise<void> {
+    await this.db.update(sessions).set({ authTime, amr }).where(eq(sessions.id, id))
+  }
+
   /** Marks a session revoked; returns false when it already was (or does not exist). */
   async markRevoked(id: string, at: Date, reason: string): Promise<boolean> {
     const rows = await this.db

@@ -68,6 +68,11 @@ export interface SessionStore {
   standing(sessionId: string, presentedHash: string, now: number): Promise<TokenStanding | null>
   /** The live session (not revoked, not expired), or null. Used on every bearer request. */
   get(sessionId: string, now: number): Promise<StoredSession | null>
+  /**
+   * Records a new authentication on a live session (step-up): its `authTime` and `amr` change,
+   * its refresh token and lifetimes do not. False when the session is gone.
+   */
+  reauthenticate(sessionId: string, authTime: number, amr: string[], now: number): Promise<boolean>
   /** Ends a session at once; true when it was live. */
   revoke(sessionId: string): Promise<boolean>
   /** Round trip for /readyz. */

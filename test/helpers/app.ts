@@ -10,6 +10,15 @@ import type { Clock } from '../../src/domain/clock.js'
 import { STRONG_PASSWORD } from './flows.js'
 import { testDatabaseUrl, testRedisUrl } from './services.js'
 
+/** Limits high enough that only the tests about rate limiting ever meet them. */
+export const RELAXED_RATE_LIMITS = {
+  RATE_LIMIT_LOGIN_IP: '100000/minute',
+  RATE_LIMIT_LOGIN_ACCOUNT: '100000/minute',
+  RATE_LIMIT_EMAIL_IP: '100000/hour',
+  RATE_LIMIT_EMAIL_ACCOUNT: '100000/hour',
+  RATE_LIMIT_DEFAULT: '100000/minute',
+}
+
 /** A 32-byte key for tests (never a real one). */
 export const TEST_KEY_ENCRYPTION_KEY = 'a'.repeat(64)
 
@@ -96,6 +105,8 @@ export async function build(
     DATA_DIR: overrides.dataDir ?? t.testdir(),
     KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
     ISSUER: 'http://latchkey.test',
+    // Tests sign many users up from one address; the rate-limit tests set their own limits.
+    ...RELAXED_RATE_LIMITS,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...(testRedisUrl ? { REDIS_URL: testRedisUrl } : {}),
     ...env,

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { build } from '../helpers/app.js'
-import { STRONG_PASSWORD, tokenFromMail } from '../helpers/flows.js'
+import { readableMail, STRONG_PASSWORD, signUpAndLogin, tokenFromMail } from '../helpers/flows.js'
 import { startSmtpServer } from '../helpers/smtp.js'
 
 t.test('hosted verification page: opening never spends the token; the button does', async (t) => {
@@ -64,4 +64,57 @@ t.test('hosted verification page: opening never spends the token; the button doe
   t.equal(document.statusCode, 200)
   t.notOk(document.json().paths['/verify-email'], 'hosted pages are outside the API document')
   t.ok(document.json().paths['/v1/auth/login'])
+})
+
+t.test('hosted reset page: a form that posts the token and the new password', async (t) => {
+  const smtp = await startSmtpServer()
+  t.teardown(() => smtp.close())
+  const { app, logs } = await build(t, { SMTP_URL: smtp.url })
+  await signUpAndLogin(app, smtp, 'reset-page@example.com')
+  const form = (url: string, body: string) =>
+    app.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: body,
+    })
+
+  const start = await app.inject({ method: 'GET', url: '/reset-password' })
+  t.equal(start.statusCode, 200)
+  t.match(start.body, /<form method="post" action="\/reset-password\/request">/)
+  const requested = await form('/reset-password/request', 'email=reset-page%40example.com')
+  t.equal(requested.statusCode, 202)
+  const mail = await smtp.waitFor(
+    (m) => m.to.includes('reset-page@example.com') && /reset-password\?token/.test(readableMail(m.raw)),
+  )
+  const token = tokenFromMail(mail, '/reset-password')
+
+  const page = await app.inject({ method: 'GET', url: `/reset-password?token=${token}` })
+  t.equal(page.statusCode, 200)
+  t.match(page.body, /autocomplete="new-password"/)
+  t.match(page.body, /<label for="password">/, 'labelled for assistive technology')
+  t.notMatch(page.body, /<script/i)
+  t.equal(page.headers['cache-control'], 'no-store')
+
+  const weak = await form('/reset-password', `token=${token}&password=password1234`)
+  t.equal(weak.statusCode, 422)
+  t.match(weak.body, /role="alert"/)
+  t.match(weak.body, /That password cannot be used/)
+
+  const done = await form(
+    '/reset-password',
+    `token=${token}&password=${encodeURIComponent('a lantern by the quiet harbour 9')}`,
+  )
+  t.equal(done.statusCode, 200)
+  t.match(done.body, /Password changed/)
+  const spent = await app.inject({ method: 'GET', url: `/reset-password?token=${token}` })
+  t.equal(spent.statusCode, 400)
+  t.match(spent.body, /Email me a reset link/)
+  const login = await app.inject({
+    method: 'POST',
+    url: '/v1/auth/login',
+    payload: { email: 'reset-page@example.com', password: 'a lantern by the quiet harbour 9' },
+  })
+  t.equal(login.statusCode, 200)
+  t.notOk(logs.text.includes(token), 'the token never reaches the log')
 })

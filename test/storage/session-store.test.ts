@@ -294,6 +294,22 @@ function contract(t: Test, make: Factory): void {
     })
   }
 
+  t.test('reauthenticate changes auth_time and amr of a live session, and nothing else', async (t) => {
+    const { store } = await setup(t)
+    const t0 = Date.now()
+    const s = newSession(t0)
+    const r0 = hash()
+    await store.create(s, r0)
+    t.equal(await store.reauthenticate(s.id, s.authTime + 600, ['pwd', 'otp', 'mfa'], t0 + 1000), true)
+    t.same(await store.get(s.id, t0 + 1000), { ...s, authTime: s.authTime + 600, amr: ['pwd', 'otp', 'mfa'] })
+    const next = await store.rotate(rotation(s.id, r0, t0 + 2000))
+    t.equal(next.outcome, 'rotated', 'the refresh token is untouched')
+    t.same(sessionOf(t, next).amr, ['pwd', 'otp', 'mfa'], 'a refresh keeps the new authentication')
+    t.equal(await store.reauthenticate(randomUUID(), 1, ['pwd'], t0), false, 'no such session')
+    const late = s.expiresAt + 1
+    t.equal(await store.reauthenticate(s.id, 1, ['pwd'], late), false, 'an expired session stays expired')
+  })
+
   t.test('revoke ends the session', async (t) => {
     const { store } = await setup(t)
     const t0 = Date.now()

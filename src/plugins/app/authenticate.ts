@@ -21,6 +21,11 @@ declare module 'fastify' {
     requireScope(...scopes: string[]): preHandlerAsyncHookHandler
     /** preHandler factory: the token's `roles` claim must hold one of `roles`, else 403. */
     requireRole(...roles: string[]): preHandlerAsyncHookHandler
+    /**
+     * preHandler: the token's `auth_time` must be within FRESH_AUTH_MAX_AGE, else RFC 9470's
+     * 401 `insufficient_user_authentication` (code fresh_login_required): re-authenticate first.
+     */
+    requireFreshAuth: preHandlerAsyncHookHandler
   }
 }
 
@@ -34,7 +39,7 @@ const ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const
  */
 export default fp(
   async function authenticate(app: FastifyInstance, options: { services: Services }) {
-    const { keyRing, sessions } = options.services
+    const { keyRing, sessions, clock } = options.services
     const { config } = app
 
     await app.register(fastifyJwt, {
@@ -85,6 +90,19 @@ export default fp(
           reply.header('www-authenticate', `Bearer error="insufficient_scope", scope="${required.join(' ')}"`)
           throw new ProblemError('insufficient_scope', { detail: `Requires scope: ${required.join(' ')}` })
         }
+      }
+    })
+
+    app.decorate('requireFreshAuth', async function requireFreshAuth(request: FastifyRequest) {
+      const maxAge = config.FRESH_AUTH_MAX_AGE
+      const age = Math.floor(clock.now() / 1000) - request.user.auth_time
+      if (age > maxAge) {
+        throw new ProblemError('fresh_login_required', {
+          detail: `This action needs a sign-in within the last ${maxAge} seconds: re-authenticate first`,
+          headers: {
+            'www-authenticate': `Bearer error="insufficient_user_authentication", error_description="A more recent authentication is required", max_age=${maxAge}`,
+          },
+        })
       }
     })
 

@@ -179,13 +179,12 @@ export default fp(
         return sendOAuth(reply, error)
       }
       const problem = toProblem(error, request)
-      if (problem.status >= 500) {
-        const cause = problem.cause ?? error
-        request.log.error(
-          { err: cause },
-          problem.code === 'internal_error' ? 'unhandled error' : 'dependency failure',
-        )
-      }
+      if (problem.code === 'internal_error')
+        request.log.error({ err: problem.cause ?? error }, 'unhandled error')
+      else if (problem.status >= 500 && problem.cause)
+        request.log.error({ err: problem.cause }, 'dependency failure')
+      // A 503 without a cause is deliberate load shedding: expected under a flood, where a log
+      // line each would add to the load being shed; the request log keeps its status code.
       if (oauthShape) return sendOAuth(reply, toOAuth(problem))
       return sendProblem(reply, problem)
     })

@@ -25,6 +25,8 @@ const loginRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/login',
     {
+      onRequest: app.rateLimits.loginIp,
+      preHandler: app.rateLimits.loginAccount,
       schema: {
         tags: ['sign-in'],
         summary: 'Sign in with email and password',

@@ -12,6 +12,8 @@ const signupRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/signup',
     {
+      onRequest: app.rateLimits.emailIp,
+      preHandler: app.rateLimits.emailAccount,
       schema: {
         tags: ['sign-up'],
         summary: 'Create an account',
@@ -49,6 +51,8 @@ const signupRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/verify-email/resend',
     {
+      onRequest: app.rateLimits.emailIp,
+      preHandler: app.rateLimits.emailAccount,
       schema: {
         tags: ['sign-up'],
         summary: 'Send the verification email again',

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { ProblemError } from '../../errors.js'
-import { problems, Uuid } from '../../schemas/common.js'
+import { Password, problems, Uuid } from '../../schemas/common.js'
 import { noStore, requestContext } from '../context.js'
 
 const Me = Type.Object({
@@ -28,7 +28,7 @@ const bearer = [{ bearer: [] }]
 
 /** The signed-in user: profile and sessions. Ownership: a user sees and ends only their own. */
 const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { users, sessions } = app.services
+  const { users, sessions, accounts } = app.services
 
   app.get(
     '',
@@ -55,6 +55,49 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         identities: [],
         created_at: user.createdAt.toISOString(),
       }
+    },
+  )
+
+  app.post(
+    '/password',
+    {
+      preHandler: [app.authenticate, app.requireScope('profile'), app.requireFreshAuth],
+      schema: {
+        tags: ['me'],
+        summary: 'Change my password',
+        description:
+          'Needs a fresh login (auth_time within FRESH_AUTH_MAX_AGE, else 401 fresh_login_required with an RFC 9470 challenge). Ends every other session; the current one continues. A wrong current password is 400 invalid_credentials and counts as a failed sign-in.',
+        security: bearer,
+        body: Type.Object(
+          { current_password: Password, new_password: Password },
+          { additionalProperties: false },
+        ),
+        response: { 204: Type.Null(), ...problems(400, 401, 403, 415, 422, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { current_password: current, new_password: next } = request.body
+      await accounts.changePassword(request.user, current, next, requestContext(request))
+      return reply.code(204).send(null)
+    },
+  )
+
+  app.delete(
+    '',
+    {
+      preHandler: [app.authenticate, app.requireScope('profile'), app.requireFreshAuth],
+      schema: {
+        tags: ['me'],
+        summary: 'Delete my account',
+        description:
+          'Needs a fresh login. The account, its sessions and tokens are gone at once; audit events keep the user id.',
+        security: bearer,
+        response: { 204: Type.Null(), ...problems(401, 403, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      await accounts.deleteAccount(request.user, requestContext(request))
+      return reply.code(204).send(null)
     },
   )
 
