@@ -11,9 +11,11 @@ import { AuditLog } from './domain/audit.js'
 import { type Clock, systemClock } from './domain/clock.js'
 import { LoginCooldown } from './domain/cooldown.js'
 import { KeyRing } from './domain/key-ring.js'
+import { MfaService } from './domain/mfa.js'
 import { Outbox } from './domain/outbox.js'
 import { PasswordHasher } from './domain/password-hasher.js'
 import { SessionService } from './domain/sessions.js'
+import { SignInGate } from './domain/sign-in.js'
 import { DependencyUnavailableError } from './errors.js'
 import { createMailer, type Mailer } from './mail/mailer.js'
 import * as templates from './mail/templates.js'
@@ -21,7 +23,9 @@ import { AuditRepository } from './storage/audit-repository.js'
 import { type CooldownStore, MemoryCooldownStore, RedisCooldownStore } from './storage/cooldown-store.js'
 import { type DatabaseHandle, openDatabase } from './storage/database.js'
 import { EmailTokenRepository } from './storage/email-token-repository.js'
+import { type EphemeralStore, MemoryEphemeralStore, RedisEphemeralStore } from './storage/ephemeral-store.js'
 import { MemorySessionStore } from './storage/memory-session-store.js'
+import { RecoveryCodeRepository } from './storage/recovery-code-repository.js'
 import { RedisSessionStore } from './storage/redis-session-store.js'
 import { SessionRepository } from './storage/session-repository.js'
 import type { SessionStore } from './storage/session-store.js'
@@ -58,6 +62,7 @@ export interface Services {
   hasher: PasswordHasher
   sessions: SessionService
   accounts: AccountService
+  mfa: MfaService
   /** Dependencies that /readyz checks. */
   readiness(): Promise<{ database: boolean; redis: boolean }>
   close(): Promise<void>
@@ -79,6 +84,7 @@ export async function createServices(
     let redis: Redis | undefined
     let store: SessionStore
     let cooldownStore: CooldownStore
+    let ephemeral: EphemeralStore
     const redisPrefix = overrides.redisPrefix ?? 'lk:'
     if (config.REDIS_URL) {
       redis = createRedisClient(config.REDIS_URL)
@@ -89,9 +95,11 @@ export async function createServices(
       await waitForRedis(client)
       store = guardStore(new RedisSessionStore(client, { prefix: redisPrefix }))
       cooldownStore = guardStore(new RedisCooldownStore(client, redisPrefix))
+      ephemeral = guardStore(new RedisEphemeralStore(client, redisPrefix))
     } else {
       store = new MemorySessionStore()
       cooldownStore = new MemoryCooldownStore()
+      ephemeral = new MemoryEphemeralStore()
     }
     closers.push(() => store.close())
 
@@ -106,9 +114,10 @@ export async function createServices(
         logger.warn({ sessions: ended }, 'in-process session store: sessions of the last run ended')
     }
 
+    const encryptionKey = await keyEncryptionKey(config, logger)
     const keyRing = new KeyRing({
       repository: new SigningKeyRepository(db),
-      encryptionKey: await keyEncryptionKey(config, logger),
+      encryptionKey,
       alg: config.SIGNING_ALG,
       clock,
       jwksMaxAgeSeconds: config.JWKS_MAX_AGE,
@@ -167,12 +176,28 @@ export async function createServices(
       },
       onReuseDetected: (user) => outbox.send({ to: user.email, ...templates.sessionEndedByReuse() }),
     })
+    const cooldown = new LoginCooldown(cooldownStore, clock)
+    const mfa = new MfaService({
+      users,
+      recoveryCodes: new RecoveryCodeRepository(db),
+      ephemeral,
+      sessions,
+      cooldown,
+      audit,
+      outbox,
+      clock,
+      encryptionKey,
+      settings: { issuer: config.MFA_ISSUER, challengeTtl: config.MFA_TOKEN_TTL, appUrl: config.APP_URL },
+    })
+    const signIn = new SignInGate(mfa, sessions)
     const accounts = new AccountService({
       users,
       emailTokens: new EmailTokenRepository(db),
       hasher,
       sessions,
-      cooldown: new LoginCooldown(cooldownStore, clock),
+      signIn,
+      mfa,
+      cooldown,
       audit,
       outbox,
       clock,
@@ -198,6 +223,7 @@ export async function createServices(
       hasher,
       sessions,
       accounts,
+      mfa,
       async readiness() {
         const [databaseUp, redisUp] = await Promise.all([
           database.ping().then(

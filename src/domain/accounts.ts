@@ -7,11 +7,13 @@ import type { AuditLog, RequestContext } from './audit.js'
 import type { Clock } from './clock.js'
 import type { LoginCooldown } from './cooldown.js'
 import { hashToken, randomToken } from './crypto.js'
+import { hasMfa, type MfaService } from './mfa.js'
 import type { Outbox } from './outbox.js'
 import type { PasswordHasher } from './password-hasher.js'
 import { checkPassword } from './password-policy.js'
 import { grantScope } from './scopes.js'
 import type { AccessTokenResponse, SessionService, TokenResponse } from './sessions.js'
+import type { SignInGate } from './sign-in.js'
 
 export interface AccountSettings {
   appUrl: string
@@ -27,6 +29,8 @@ export interface AccountServiceDeps {
   emailTokens: EmailTokenRepository
   hasher: PasswordHasher
   sessions: SessionService
+  signIn: SignInGate
+  mfa: MfaService
   cooldown: LoginCooldown
   audit: AuditLog
   outbox: Outbox
@@ -166,15 +170,18 @@ export class AccountService {
         detail: 'The requested scope exceeds what the account is granted',
       })
     }
-    await cooldown.reset(email)
     if (verdict.needsRehash) await this.rehash(user, input.password)
-    const tokens = await this.deps.sessions.start({
-      user,
-      scope,
+    // A user with a second factor gets the MFA challenge here instead of a session.
+    const tokens = await this.deps.signIn.complete(user, {
       amr: ['pwd'],
+      scope,
       remember: input.remember ?? false,
+      useCookie: false,
       context: input.context,
     })
+    // Only a completed sign-in clears the failures: the password alone must not wipe out wrong
+    // second-factor codes, or codes could be guessed five at a time forever.
+    await cooldown.reset(email)
     await users.update(user.id, { lastLoginAt: new Date(this.deps.clock.now()) })
     await audit.record({
       type: 'auth.login_succeeded',
@@ -287,24 +294,32 @@ export class AccountService {
   }
 
   /**
-   * Step-up: the password again gives this session a new `auth_time` (and `amr` ["pwd"]).
-   * A plain refresh never does (RFC 9068 §2.2.1).
+   * Step-up: the password, or a TOTP code, again gives this session a new `auth_time`. With a
+   * code the session's `amr` holds `mfa`, which the sensitive actions of an MFA user need. A
+   * plain refresh never makes a session fresh (RFC 9068 §2.2.1).
    */
   async reauthenticate(
     claims: AccessTokenClaims,
-    password: string,
+    proof: { password?: string | undefined; code?: string | undefined },
     context: RequestContext,
   ): Promise<AccessTokenResponse> {
     const user = await this.activeUser(claims.sub)
-    await this.confirmPassword(user, password, context, 'auth.reauthenticated')
-    const response = await this.deps.sessions.reauthenticate(claims.sid, user, ['pwd'])
+    let amr: string[]
+    if (proof.code !== undefined) {
+      await this.confirmCode(user, proof.code, context)
+      amr = [...(claims.amr.includes('pwd') ? ['pwd'] : []), 'otp', 'mfa']
+    } else {
+      await this.confirmPassword(user, proof.password ?? '', context, 'auth.reauthenticated')
+      amr = ['pwd']
+    }
+    const response = await this.deps.sessions.reauthenticate(claims.sid, user, amr)
     await this.deps.audit.record({
       type: 'auth.reauthenticated',
       outcome: 'success',
       actorId: user.id,
       userId: user.id,
       context,
-      details: { session_id: claims.sid, method: 'password' },
+      details: { session_id: claims.sid, method: proof.code !== undefined ? 'otp' : 'password' },
     })
     return response
   }
@@ -359,6 +374,26 @@ export class AccountService {
       details: { reason: coolingDown ? 'cooldown' : 'wrong_password' },
     })
     throw new ProblemError('invalid_credentials', { status: 400, detail: 'The password is not correct' })
+  }
+
+  /** A TOTP code of a user who holds a bearer token: wrong is 400 invalid_code and a failure. */
+  private async confirmCode(user: UserRow, code: string, context: RequestContext): Promise<void> {
+    if (!hasMfa(user)) {
+      throw new ProblemError('validation_failed', {
+        detail: 'This account has no authenticator app to check',
+      })
+    }
+    if (await this.deps.mfa.checkCode(user, code)) return
+    await this.countFailure(user.email, user, context)
+    await this.deps.audit.record({
+      type: 'auth.reauthenticated',
+      outcome: 'failure',
+      actorId: user.id,
+      userId: user.id,
+      context,
+      details: { reason: 'wrong_code' },
+    })
+    throw new ProblemError('invalid_code', { status: 400, detail: 'The code is not correct' })
   }
 
   /** Counts a failure; at the threshold the owner is told and an audit event is written. */

@@ -93,6 +93,31 @@ export function passwordChanged(): MailContent {
   }
 }
 
+/** Tells the owner that two-step sign-in was turned on or off. */
+export function mfaChanged(input: { enabled: boolean }): MailContent {
+  const body = input.enabled
+    ? 'Two-step sign-in with an authenticator app was turned on for your account.'
+    : 'Two-step sign-in was turned off for your account: a password alone now signs you in.'
+  const warn = 'If you did not do this, reset your password now and review your account.'
+  const title = input.enabled ? 'Two-step sign-in is on' : 'Two-step sign-in is off'
+  return {
+    subject: `${title} for your ${PRODUCT} account`,
+    text: lines(body, '', warn),
+    html: page(title, [paragraph(body), paragraph(warn)]),
+  }
+}
+
+/** Tells the owner that a recovery code was used to sign in. */
+export function recoveryCodeUsed(input: { left: number; appUrl: string }): MailContent {
+  const body = `A recovery code was used to sign in to your account. ${plural(input.left, 'recovery code')} left.`
+  const warn = 'If this was not you, reset your password and generate new recovery codes.'
+  return {
+    subject: `A ${PRODUCT} recovery code was used`,
+    text: lines(body, '', warn),
+    html: page('A recovery code was used', [paragraph(body), paragraph(warn)]),
+  }
+}
+
 /** Tells the owner that repeated failures slowed sign-ins to their account. */
 export function signInAttemptsSlowed(input: { appUrl: string }): MailContent {
   const body =

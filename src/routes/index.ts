@@ -1,12 +1,14 @@
 import type { FastifyPluginAsync } from 'fastify'
 import loginRoutes from './auth/login.js'
 import logoutRoutes from './auth/logout.js'
+import mfaVerifyRoutes from './auth/mfa.js'
 import passwordRoutes from './auth/password.js'
 import reauthenticateRoutes from './auth/reauthenticate.js'
 import signupRoutes from './auth/signup.js'
 import tokenRoutes from './auth/token.js'
 import healthRoutes from './health.js'
 import meRoutes from './me/index.js'
+import mfaRoutes from './me/mfa.js'
 import pageRoutes from './pages.js'
 import wellKnownRoutes from './well-known.js'
 
@@ -22,10 +24,12 @@ const routes: FastifyPluginAsync = async (app) => {
       await auth.register(tokenRoutes)
       await auth.register(passwordRoutes)
       await auth.register(reauthenticateRoutes)
+      await auth.register(mfaVerifyRoutes)
     },
     { prefix: '/v1/auth' },
   )
   await app.register(meRoutes, { prefix: '/v1/me' })
+  await app.register(mfaRoutes, { prefix: '/v1/me/mfa' })
   await app.register(pageRoutes)
 }
 

@@ -15,6 +15,11 @@ export const users = pgTable(
     roles: text('roles').array().notNull().default(sql`'{user}'::text[]`),
     disabledAt: at('disabled_at'),
     lastLoginAt: at('last_login_at'),
+    /** The active TOTP secret, sealed with KEY_ENCRYPTION_KEY; null without MFA. */
+    totpSecretSealed: text('totp_secret_sealed'),
+    totpEnabledAt: at('totp_enabled_at'),
+    /** An enrolment not yet proven by a code (replaced by each new enrolment). */
+    totpPendingSealed: text('totp_pending_sealed'),
     createdAt: createdAt(),
     updatedAt: at('updated_at')
       .notNull()
@@ -105,5 +110,23 @@ export const auditEvents = pgTable(
     index('audit_events_created_idx').on(table.createdAt, table.id),
     index('audit_events_user_idx').on(table.userId, table.createdAt),
     index('audit_events_type_idx').on(table.type, table.createdAt),
+  ],
+)
+
+/** MFA recovery codes: ten per set, single use, stored as SHA-256 hashes. */
+export const recoveryCodes = pgTable(
+  'recovery_codes',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    codeHash: text('code_hash').notNull(),
+    createdAt: createdAt(),
+    usedAt: at('used_at'),
+  },
+  (table) => [
+    index('recovery_codes_user_idx').on(table.userId),
+    uniqueIndex('recovery_codes_hash_key').on(table.userId, table.codeHash),
   ],
 )

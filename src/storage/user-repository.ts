@@ -36,7 +36,17 @@ export class UserRepository {
   async update(
     id: string,
     values: Partial<
-      Pick<UserRow, 'passwordHash' | 'emailVerifiedAt' | 'roles' | 'disabledAt' | 'lastLoginAt'>
+      Pick<
+        UserRow,
+        | 'passwordHash'
+        | 'emailVerifiedAt'
+        | 'roles'
+        | 'disabledAt'
+        | 'lastLoginAt'
+        | 'totpSecretSealed'
+        | 'totpEnabledAt'
+        | 'totpPendingSealed'
+      >
     >,
   ): Promise<UserRow | undefined> {
     const [row] = await this.db.update(users).set(values).where(eq(users.id, id)).returning()

@@ -2,6 +2,7 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import type { AccessTokenClaims } from '../../domain/access-tokens.js'
+import { hasMfa } from '../../domain/mfa.js'
 import { parseScope } from '../../domain/scopes.js'
 import { bearerError, ProblemError } from '../../errors.js'
 import type { Services } from '../../services.js'
@@ -22,10 +23,13 @@ declare module 'fastify' {
     /** preHandler factory: the token's `roles` claim must hold one of `roles`, else 403. */
     requireRole(...roles: string[]): preHandlerAsyncHookHandler
     /**
-     * preHandler: the token's `auth_time` must be within FRESH_AUTH_MAX_AGE, else RFC 9470's
-     * 401 `insufficient_user_authentication` (code fresh_login_required): re-authenticate first.
+     * preHandler: the token's `auth_time` must be within FRESH_AUTH_MAX_AGE, and for a user with
+     * MFA its `amr` must hold `mfa`; else RFC 9470's 401 `insufficient_user_authentication`
+     * (code fresh_login_required): re-authenticate first.
      */
     requireFreshAuth: preHandlerAsyncHookHandler
+    /** preHandler: fresh as above, and `amr` must hold `mfa` (turning MFA off, new recovery codes). */
+    requireFreshMfa: preHandlerAsyncHookHandler
   }
 }
 
@@ -39,7 +43,7 @@ const ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const
  */
 export default fp(
   async function authenticate(app: FastifyInstance, options: { services: Services }) {
-    const { keyRing, sessions, clock } = options.services
+    const { keyRing, sessions, clock, users } = options.services
     const { config } = app
 
     await app.register(fastifyJwt, {
@@ -93,17 +97,36 @@ export default fp(
       }
     })
 
-    app.decorate('requireFreshAuth', async function requireFreshAuth(request: FastifyRequest) {
+    /** RFC 9470's challenge: re-authenticate (with a second factor when `needsMfa`). */
+    const freshLoginRequired = (needsMfa: boolean) => {
       const maxAge = config.FRESH_AUTH_MAX_AGE
-      const age = Math.floor(clock.now() / 1000) - request.user.auth_time
-      if (age > maxAge) {
-        throw new ProblemError('fresh_login_required', {
-          detail: `This action needs a sign-in within the last ${maxAge} seconds: re-authenticate first`,
-          headers: {
-            'www-authenticate': `Bearer error="insufficient_user_authentication", error_description="A more recent authentication is required", max_age=${maxAge}`,
-          },
-        })
+      return new ProblemError('fresh_login_required', {
+        detail: needsMfa
+          ? `This action needs a sign-in with your second factor within the last ${maxAge} seconds: re-authenticate with a code first`
+          : `This action needs a sign-in within the last ${maxAge} seconds: re-authenticate first`,
+        headers: {
+          'www-authenticate': `Bearer error="insufficient_user_authentication", error_description="${
+            needsMfa
+              ? 'A recent authentication with a second factor is required'
+              : 'A more recent authentication is required'
+          }", max_age=${maxAge}`,
+        },
+      })
+    }
+    const isStale = (request: FastifyRequest) =>
+      Math.floor(clock.now() / 1000) - request.user.auth_time > config.FRESH_AUTH_MAX_AGE
+
+    app.decorate('requireFreshAuth', async function requireFreshAuth(request: FastifyRequest) {
+      if (isStale(request)) throw freshLoginRequired(false)
+      // For a user with MFA, "fresh" includes the second factor.
+      if (!request.user.amr.includes('mfa')) {
+        const user = await users.findById(request.user.sub)
+        if (user && hasMfa(user)) throw freshLoginRequired(true)
       }
+    })
+
+    app.decorate('requireFreshMfa', async function requireFreshMfa(request: FastifyRequest) {
+      if (isStale(request) || !request.user.amr.includes('mfa')) throw freshLoginRequired(true)
     })
 
     app.decorate('requireRole', (...allowed: string[]) => {

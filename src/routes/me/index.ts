@@ -28,7 +28,7 @@ const bearer = [{ bearer: [] }]
 
 /** The signed-in user: profile and sessions. Ownership: a user sees and ends only their own. */
 const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { users, sessions, accounts } = app.services
+  const { users, sessions, accounts, mfa } = app.services
 
   app.get(
     '',
@@ -51,7 +51,7 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         email: user.email,
         email_verified: user.emailVerifiedAt !== null,
         roles: user.roles,
-        mfa: { totp: false, recovery_codes_left: 0 },
+        mfa: await mfa.status(user),
         identities: [],
         created_at: user.createdAt.toISOString(),
       }
