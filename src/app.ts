@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Config } from './config.js'
 import authenticate from './plugins/app/authenticate.js'
+import browser from './plugins/app/browser.js'
 import errorHandler from './plugins/app/error-handler.js'
 import rateLimit from './plugins/app/rate-limit.js'
 import routes from './routes/index.js'
@@ -117,10 +118,17 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     if (closing) reply.header('connection', 'close')
   })
 
+  // JSON only (and forms on the OAuth endpoints): a text/plain body is a 415, not a string
+  // that a cross-site form could post.
+  app.removeContentTypeParser('text/plain')
+
   app.addSchema(Problem)
   app.addSchema(OAuthErrorBody)
   app.addSchema(TokenResponse)
 
+  await app.register(errorHandler)
+  // First, so that every answer (rate-limited and failed ones too) has the security headers.
+  await app.register(browser)
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
@@ -138,10 +146,24 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       buildLocalReference: (json, _baseUri, _fragment, index) => (json.$id as string) || `def-${index}`,
     },
   })
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true })
+  await app.register(fastifySwaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { validatorUrl: null },
+    staticCSP: true,
+    // The docs page gets the CSP it needs (its own scripts and styles, hashed) and nothing more:
+    // no framing, no base, no remote fonts or images, no validator badge.
+    transformStaticCSP: (header) =>
+      header
+        .replace("default-src 'self'", "default-src 'none'; connect-src 'self'; form-action 'none'")
+        .replace("base-uri 'self'", "base-uri 'none'")
+        .replace("frame-ancestors 'self'", "frame-ancestors 'none'")
+        .replace("font-src 'self' https: data:", "font-src 'self' data:")
+        .replace(' validator.swagger.io', '')
+        .replace("style-src 'self' https:", "style-src 'self'")
+        .replace(/\s*upgrade-insecure-requests;?/, ''),
+  })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
-  await app.register(errorHandler)
   await app.register(rateLimit, { services, redisPrefix: options.redisPrefix })
   await app.register(authenticate, { services })
   await app.register(routes)

@@ -82,6 +82,7 @@ export const OAUTH_ERROR_CODES = {
   temporarily_unavailable: 503,
   server_error: 500,
   mfa_required: 403,
+  csrf_check_failed: 403,
 } as const
 
 export type OAuthErrorCode = keyof typeof OAUTH_ERROR_CODES

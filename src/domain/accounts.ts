@@ -12,7 +12,7 @@ import type { Outbox } from './outbox.js'
 import type { PasswordHasher } from './password-hasher.js'
 import { checkPassword } from './password-policy.js'
 import { grantScope } from './scopes.js'
-import type { AccessTokenResponse, SessionService, TokenResponse } from './sessions.js'
+import type { AccessTokenResponse, IssuedTokens, SessionService } from './sessions.js'
 import type { SignInGate } from './sign-in.js'
 
 export interface AccountSettings {
@@ -43,6 +43,8 @@ export interface LoginInput {
   password: string
   remember?: boolean | undefined
   scope?: string | undefined
+  /** Browser mode: the refresh token goes into an HttpOnly cookie (carried through MFA). */
+  useCookie?: boolean | undefined
   context: RequestContext
 }
 
@@ -137,7 +139,7 @@ export class AccountService {
    * Password sign-in. Unknown email, wrong password and an address cooling down on the account
    * all answer the same 401 invalid_credentials after the same argon2 work.
    */
-  async login(input: LoginInput): Promise<TokenResponse> {
+  async login(input: LoginInput): Promise<IssuedTokens> {
     const { users, hasher, audit, settings, cooldown } = this.deps
     hasher.assertCapacity()
     const email = normalizeEmail(input.email)
@@ -176,7 +178,7 @@ export class AccountService {
       amr: ['pwd'],
       scope,
       remember: input.remember ?? false,
-      useCookie: false,
+      useCookie: input.useCookie ?? false,
       context: input.context,
     })
     // Only a completed sign-in clears the failures: the password alone must not wipe out wrong

@@ -10,7 +10,7 @@ import type { Clock } from './clock.js'
 import type { LoginCooldown } from './cooldown.js'
 import { hashToken, randomToken, seal, unseal } from './crypto.js'
 import type { Outbox } from './outbox.js'
-import type { SessionService, TokenResponse } from './sessions.js'
+import type { IssuedTokens, SessionService } from './sessions.js'
 
 /** RFC 6238 as authenticator apps expect it: SHA-1, 6 digits, 30 s. */
 const TOTP_PERIOD_SECONDS = 30
@@ -178,7 +178,7 @@ export class MfaService {
     mfaToken: string,
     proof: { code?: string | undefined; recoveryCode?: string | undefined },
     context: RequestContext,
-  ): Promise<{ tokens: TokenResponse; pending: PendingSignIn }> {
+  ): Promise<{ tokens: IssuedTokens; pending: PendingSignIn }> {
     const { ephemeral, users, cooldown, audit, settings } = this.deps
     const raw = await ephemeral.get(challengeKey(mfaToken))
     const pending = raw ? (JSON.parse(raw) as PendingSignIn) : undefined

@@ -18,6 +18,15 @@ export interface TokenResponse {
   scope: string
 }
 
+/**
+ * Tokens as the service issues them: the token response, and what a browser-mode answer needs
+ * to give its cookie the session's lifetime. Routes answer `response`.
+ */
+export interface IssuedTokens {
+  response: TokenResponse
+  session: { remember: boolean; expiresAt: number }
+}
+
 /** A token response without a refresh token: step-up keeps the session's refresh token. */
 export type AccessTokenResponse = Omit<TokenResponse, 'refresh_token'>
 
@@ -96,7 +105,7 @@ export class SessionService {
   constructor(private readonly deps: SessionServiceDeps) {}
 
   /** Opens a session for a user who has just authenticated; answers a token response. */
-  async start(input: StartSessionInput): Promise<TokenResponse> {
+  async start(input: StartSessionInput): Promise<IssuedTokens> {
     const { store, sessions, clock, lifetimes } = this.deps
     const now = clock.now()
     const idle = input.remember ? lifetimes.rememberIdle : lifetimes.idle
@@ -135,14 +144,14 @@ export class SessionService {
       await sessions.markRevoked(session.id, new Date(now), 'store_unavailable').catch(() => {})
       throw error
     }
-    return this.respond(session, input.user, refreshToken)
+    return this.issued(session, await this.respond(session, input.user, refreshToken))
   }
 
   /**
    * The refresh grant. Rotates the token; a retry within the grace window gets the same
    * successor; reuse after it revokes the session, writes an audit event and tells the owner.
    */
-  async refresh(refreshToken: string, context: RequestContext): Promise<TokenResponse> {
+  async refresh(refreshToken: string, context: RequestContext): Promise<IssuedTokens> {
     const { store, clock, lifetimes } = this.deps
     const parsed = parseRefreshToken(refreshToken)
     if (!parsed) throw invalidGrant()
@@ -166,11 +175,12 @@ export class SessionService {
           const idleExpiry = Math.min(now + result.session.idleTtl * 1000, result.session.expiresAt)
           await this.deps.sessions.touch(result.session.id, new Date(now), new Date(idleExpiry))
         }
-        return this.respond(result.session, user, successor)
+        return this.issued(result.session, await this.respond(result.session, user, successor))
       }
       case 'replayed': {
         const user = await this.activeUser(result.session)
-        return this.respond(result.session, user, unseal(sealKey, result.successorSealed, parsed.sessionId))
+        const same = unseal(sealKey, result.successorSealed, parsed.sessionId)
+        return this.issued(result.session, await this.respond(result.session, user, same))
       }
       case 'reused': {
         await this.deps.sessions.markRevoked(result.session.id, new Date(now), 'refresh_reuse')
@@ -281,6 +291,10 @@ export class SessionService {
       throw invalidGrant()
     }
     return user
+  }
+
+  private issued(session: StoredSession, response: TokenResponse): IssuedTokens {
+    return { response, session: { remember: session.remember, expiresAt: session.expiresAt } }
   }
 
   private async respond(session: StoredSession, user: UserRow, refreshToken: string): Promise<TokenResponse> {

@@ -2,7 +2,7 @@ import { ProblemError } from '../errors.js'
 import type { UserRow } from '../storage/user-repository.js'
 import type { RequestContext } from './audit.js'
 import { hasMfa, type MfaService } from './mfa.js'
-import type { SessionService, TokenResponse } from './sessions.js'
+import type { IssuedTokens, SessionService } from './sessions.js'
 
 export interface FirstFactor {
   /** RFC 8176 methods of the first factor, e.g. ["pwd"] or ["fed"]. */
@@ -26,7 +26,7 @@ export class SignInGate {
   ) {}
 
   /** A session for `user`, or the MFA challenge when the user has a second factor. */
-  async complete(user: UserRow, factor: FirstFactor): Promise<TokenResponse> {
+  async complete(user: UserRow, factor: FirstFactor): Promise<IssuedTokens> {
     if (hasMfa(user)) {
       const challenge = await this.mfa.challenge({
         userId: user.id,

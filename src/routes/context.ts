@@ -1,5 +1,6 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { RequestContext } from '../domain/audit.js'
+import type { IssuedTokens, TokenResponse } from '../domain/sessions.js'
 
 /** Who is asking, for audit events and session list entries. */
 export function requestContext(request: FastifyRequest): RequestContext {
@@ -15,4 +16,25 @@ export function requestContext(request: FastifyRequest): RequestContext {
 export function noStore(reply: FastifyReply): void {
   reply.header('cache-control', 'no-store')
   reply.header('pragma', 'no-cache')
+}
+
+/**
+ * The answer of an endpoint that issues tokens. In browser mode the refresh token goes into the
+ * HttpOnly cookie (with Max-Age only for remember-me, matching the session's absolute lifetime)
+ * and is left out of the body, so page scripts never see it.
+ */
+export function answerTokens(
+  app: FastifyInstance,
+  reply: FastifyReply,
+  issued: IssuedTokens,
+  useCookie: boolean,
+): TokenResponse | Omit<TokenResponse, 'refresh_token'> {
+  noStore(reply)
+  if (!useCookie) return issued.response
+  const { refresh_token: refreshToken, ...response } = issued.response
+  const maxAge = issued.session.remember
+    ? Math.max(0, Math.floor((issued.session.expiresAt - app.services.clock.now()) / 1000))
+    : undefined
+  app.refreshCookie.set(reply, refreshToken, maxAge)
+  return response
 }

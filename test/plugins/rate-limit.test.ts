@@ -185,7 +185,10 @@ t.test('limits with small settings (TRUST_PROXY unset)', async (t) => {
       t.notOk(response.headers['retry-after'])
       shown.push(`${response.headers['ratelimit-limit']}/${response.headers['ratelimit-remaining']}`)
     }
-    t.same(shown, ['2/1', '2/1', '4/1', '4/0'], 'RateLimit-Limit/-Remaining on every answer')
+    // At the third attempt both limits have one left: either may be shown (ties go by reset time,
+    // which depends on how fast the machine is).
+    t.same([shown[0], shown[1], shown[3]], ['2/1', '2/1', '4/0'], 'RateLimit-Limit/-Remaining on every answer')
+    t.ok(['2/1', '4/1'].includes(shown[2] ?? ''), `a tie shows either limit (${shown[2]})`)
     const refused = await login(app, 'user5@example.com', { remoteAddress: '192.0.2.10' })
     assertRateLimited(t, refused, 4)
     t.ok(Number(refused.headers['retry-after']) <= 60)

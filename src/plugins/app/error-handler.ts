@@ -152,6 +152,7 @@ function toOAuth(problem: ProblemError): OAuthError {
     unsupported_media_type: 'invalid_request',
     service_unavailable: 'temporarily_unavailable',
     internal_error: 'server_error',
+    csrf_check_failed: 'csrf_check_failed',
   }
   const error = map[problem.code] ?? 'invalid_request'
   const description =

@@ -1,13 +1,19 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Email, Password, problems, TokenResponse } from '../../schemas/common.js'
-import { noStore, requestContext } from '../context.js'
+import { answerTokens, requestContext } from '../context.js'
 
 const LoginRequest = Type.Object(
   {
     email: Email,
     password: Password,
     remember: Type.Optional(Type.Boolean({ description: 'Remember me: 7 days idle / 30 days absolute' })),
+    use_cookie: Type.Optional(
+      Type.Boolean({
+        description:
+          'Browser mode: the refresh token is set as the __Host-refresh_token cookie (HttpOnly; Secure; SameSite=Strict) and left out of the body',
+      }),
+    ),
     scope: Type.Optional(
       Type.String({
         maxLength: 512,
@@ -37,9 +43,16 @@ const loginRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      noStore(reply)
-      const { email, password, remember, scope } = request.body
-      return accounts.login({ email, password, remember, scope, context: requestContext(request) })
+      const { email, password, remember, scope, use_cookie: useCookie } = request.body
+      const issued = await accounts.login({
+        email,
+        password,
+        remember,
+        scope,
+        useCookie,
+        context: requestContext(request),
+      })
+      return answerTokens(app, reply, issued, useCookie === true)
     },
   )
 }

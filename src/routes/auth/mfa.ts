@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { problems, TokenResponse } from '../../schemas/common.js'
-import { noStore, requestContext } from '../context.js'
+import { answerTokens, requestContext } from '../context.js'
 
 const MfaToken = Type.String({
   minLength: 1,
@@ -36,11 +36,11 @@ const mfaVerifyRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      noStore(reply)
       const body = request.body
       const proof = 'code' in body ? { code: body.code } : { recoveryCode: body.recovery_code }
-      const { tokens } = await mfa.verify(body.mfa_token, proof, requestContext(request))
-      return tokens
+      const { tokens, pending } = await mfa.verify(body.mfa_token, proof, requestContext(request))
+      // use_cookie given at login carries through the challenge.
+      return answerTokens(app, reply, tokens, pending.useCookie)
     },
   )
 }

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { OAuthError } from '../../errors.js'
 import { TokenResponse } from '../../schemas/common.js'
-import { noStore, requestContext } from '../context.js'
+import { answerTokens, noStore, requestContext } from '../context.js'
 
 const OAuthErrorRef = Type.Ref('OAuthError')
 const oauthErrors = { 400: OAuthErrorRef, 401: OAuthErrorRef, 403: OAuthErrorRef, 503: OAuthErrorRef }
@@ -65,8 +65,13 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (grantType !== 'refresh_token') {
         throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported`)
       }
-      if (!refreshToken) throw new OAuthError('invalid_request', 'refresh_token is required')
-      return sessions.refresh(refreshToken, requestContext(request))
+      if (refreshToken)
+        return answerTokens(app, reply, await sessions.refresh(refreshToken, requestContext(request)), false)
+      // Browser mode: no refresh_token parameter, the HttpOnly cookie carries it.
+      const fromCookie = app.refreshCookie.read(request)
+      if (!fromCookie) throw new OAuthError('invalid_request', 'refresh_token is required')
+      app.refreshCookie.assertSameOriginRequest(request)
+      return answerTokens(app, reply, await sessions.refresh(fromCookie, requestContext(request)), true)
     },
   )
 
