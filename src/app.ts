@@ -148,7 +148,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   })
   await app.register(fastifySwaggerUi, {
     routePrefix: '/docs',
-    uiConfig: { validatorUrl: null },
+    // BaseLayout: no top bar, whose logo is an SVG with an inline style the CSP would block.
+    uiConfig: { validatorUrl: null, layout: 'BaseLayout' },
     staticCSP: true,
     // The docs page gets the CSP it needs (its own scripts and styles, hashed) and nothing more:
     // no framing, no base, no remote fonts or images, no validator badge.

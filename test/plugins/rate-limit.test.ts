@@ -187,7 +187,11 @@ t.test('limits with small settings (TRUST_PROXY unset)', async (t) => {
     }
     // At the third attempt both limits have one left: either may be shown (ties go by reset time,
     // which depends on how fast the machine is).
-    t.same([shown[0], shown[1], shown[3]], ['2/1', '2/1', '4/0'], 'RateLimit-Limit/-Remaining on every answer')
+    t.same(
+      [shown[0], shown[1], shown[3]],
+      ['2/1', '2/1', '4/0'],
+      'RateLimit-Limit/-Remaining on every answer',
+    )
     t.ok(['2/1', '4/1'].includes(shown[2] ?? ''), `a tie shows either limit (${shown[2]})`)
     const refused = await login(app, 'user5@example.com', { remoteAddress: '192.0.2.10' })
     assertRateLimited(t, refused, 4)
