@@ -58,7 +58,12 @@ t.test('SIGTERM lets in-flight requests finish, then exits 0', async (t) => {
       (error: Error) => `failed: ${error.message}`,
     ),
   )
-  await new Promise((resolve) => setTimeout(resolve, 30))
+  // Signal only once the server has received all of them (argon2 keeps them in flight).
+  const deadline = Date.now() + 20_000
+  while ((output().match(/"url":"\/v1\/auth\/login"[^\n]*"incoming request"/g) ?? []).length < 12) {
+    if (Date.now() > deadline) throw new Error(`the logins did not arrive:\n${output()}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
   const exited = once(child, 'exit')
   child.kill('SIGTERM')
   const statuses = await Promise.all(inFlight)

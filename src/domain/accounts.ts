@@ -198,7 +198,7 @@ export class AccountService {
 
   /** Mails a single-use reset link when the address has an account; the answer is the same either way. */
   async requestPasswordReset(rawEmail: string, context: RequestContext): Promise<void> {
-    const { users, emailTokens, outbox, audit, clock, settings } = this.deps
+    const { users, outbox, audit, settings } = this.deps
     const email = normalizeEmail(rawEmail)
     const user = await users.findByEmail(email)
     outbox.later('password reset request', async () => {
@@ -212,14 +212,7 @@ export class AccountService {
         })
         return
       }
-      const token = randomToken(32)
-      // A newer reset token voids the older ones (replace marks them spent).
-      await emailTokens.replace({
-        userId: user.id,
-        purpose: 'reset_password',
-        tokenHash: hashToken(token),
-        expiresAt: new Date(clock.now() + settings.resetTokenTtl * 1000),
-      })
+      const token = await this.issueEmailToken(user, 'reset_password', settings.resetTokenTtl)
       // The link is built from APP_URL only, never from the request's Host or X-Forwarded-Host.
       outbox.send({
         to: user.email,
@@ -446,15 +439,25 @@ export class AccountService {
     await this.deps.users.update(user.id, { passwordHash })
   }
 
-  private async sendVerification(user: UserRow): Promise<void> {
-    const { emailTokens, outbox, clock, settings } = this.deps
+  /** A new single-use email token (stored as its hash); a newer one voids the older ones. */
+  private async issueEmailToken(
+    user: UserRow,
+    purpose: EmailTokenPurpose,
+    ttlSeconds: number,
+  ): Promise<string> {
     const token = randomToken(32)
-    await emailTokens.replace({
+    await this.deps.emailTokens.replace({
       userId: user.id,
-      purpose: 'verify_email',
+      purpose,
       tokenHash: hashToken(token),
-      expiresAt: new Date(clock.now() + settings.verifyTokenTtl * 1000),
+      expiresAt: new Date(this.deps.clock.now() + ttlSeconds * 1000),
     })
+    return token
+  }
+
+  private async sendVerification(user: UserRow): Promise<void> {
+    const { outbox, settings } = this.deps
+    const token = await this.issueEmailToken(user, 'verify_email', settings.verifyTokenTtl)
     outbox.send({
       to: user.email,
       ...templates.verifyEmail({
