@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 
 /** A random, URL-safe secret of `bytes` bytes of entropy (default 32: 256 bits). */
 export function randomToken(bytes = 32): string {
@@ -8,13 +8,6 @@ export function randomToken(bytes = 32): string {
 /** SHA-256 of a secret, base64url: how opaque tokens are stored and looked up. */
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('base64url')
-}
-
-/** Constant-time comparison of two strings. */
-export function safeEqual(a: string, b: string): boolean {
-  const left = Buffer.from(a)
-  const right = Buffer.from(b)
-  return left.length === right.length && timingSafeEqual(left, right)
 }
 
 const SEAL_VERSION = 'v1'

@@ -51,4 +51,3 @@ export function problems(...statuses: number[]): Record<number, TSchema> {
   return Object.fromEntries(statuses.map((status) => [status, Type.Ref('Problem')]))
 }
 
-export const ProblemRef = Type.Ref('Problem')

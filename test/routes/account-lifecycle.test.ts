@@ -69,6 +69,14 @@ t.test('account lifecycle', async (t) => {
     await post('/v1/auth/password/forgot', { email: 'reset@example.com' })
     const token = tokenFromMail(await resetMail('reset@example.com', before), '/reset-password')
 
+    const stored = await app.services.database.db.query.emailTokens.findMany({
+      where: (row, { eq }) => eq(row.purpose, 'reset_password'),
+    })
+    t.ok(stored.length > 0)
+    t.notOk(
+      stored.some((row) => row.tokenHash === token || row.tokenHash.includes(token)),
+      'the reset token is stored only as a hash',
+    )
     const weak = await post('/v1/auth/password/reset', { token, password: 'short' })
     t.equal(weak.statusCode, 422)
     t.equal(weak.json().code, 'weak_password')

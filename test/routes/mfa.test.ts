@@ -52,6 +52,18 @@ t.test('TOTP MFA', async (t) => {
   t.equal(recoveryCodes.length, 10)
   t.equal(new Set(recoveryCodes).size, 10)
   await smtp.waitFor((m) => m.to.includes(email) && /Two-step sign-in is on/.test(m.raw))
+  const active = await app.services.users.findByEmail(email)
+  t.ok(active?.totpSecretSealed, 'the active secret is stored')
+  t.notOk(active?.totpSecretSealed?.includes(secret), 'sealed, not in clear')
+  const storedCodes = await app.services.database.db.query.recoveryCodes.findMany({
+    where: (row, { eq }) => eq(row.userId, active!.id),
+  })
+  t.equal(storedCodes.length, 10)
+  const plain = new Set(recoveryCodes.flatMap((c) => [c, c.replace('-', '')]))
+  t.notOk(
+    storedCodes.some((row) => plain.has(row.codeHash)),
+    'recovery codes are stored only as hashes',
+  )
   const meAfter = await app.inject({ method: 'GET', url: '/v1/me', headers: bearer(first.access_token) })
   t.same(meAfter.json().mfa, { totp: true, recovery_codes_left: 10 })
 
