@@ -50,4 +50,3 @@ export const TokenResponse = Type.Object(
 export function problems(...statuses: number[]): Record<number, TSchema> {
   return Object.fromEntries(statuses.map((status) => [status, Type.Ref('Problem')]))
 }
-
