@@ -51,6 +51,7 @@ const OidcProvider = Type.Object(
     client_secret: Type.String({ minLength: 1 }),
     scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
     allowed_domains: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    require_nonce: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 )

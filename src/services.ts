@@ -12,10 +12,12 @@ import { type Clock, systemClock } from './domain/clock.js'
 import { LoginCooldown } from './domain/cooldown.js'
 import { KeyRing } from './domain/key-ring.js'
 import { MfaService } from './domain/mfa.js'
+import { OidcProviders } from './domain/oidc-providers.js'
 import { Outbox } from './domain/outbox.js'
 import { PasswordHasher } from './domain/password-hasher.js'
 import { SessionService } from './domain/sessions.js'
 import { SignInGate } from './domain/sign-in.js'
+import { SocialLogin } from './domain/social-login.js'
 import { DependencyUnavailableError } from './errors.js'
 import { createMailer, type Mailer } from './mail/mailer.js'
 import * as templates from './mail/templates.js'
@@ -24,6 +26,7 @@ import { type CooldownStore, MemoryCooldownStore, RedisCooldownStore } from './s
 import { type DatabaseHandle, openDatabase } from './storage/database.js'
 import { EmailTokenRepository } from './storage/email-token-repository.js'
 import { type EphemeralStore, MemoryEphemeralStore, RedisEphemeralStore } from './storage/ephemeral-store.js'
+import { IdentityRepository } from './storage/identity-repository.js'
 import { MemorySessionStore } from './storage/memory-session-store.js'
 import { RecoveryCodeRepository } from './storage/recovery-code-repository.js'
 import { RedisSessionStore } from './storage/redis-session-store.js'
@@ -63,6 +66,8 @@ export interface Services {
   sessions: SessionService
   accounts: AccountService
   mfa: MfaService
+  identities: IdentityRepository
+  socialLogin: SocialLogin
   /** Dependencies that /readyz checks. */
   readiness(): Promise<{ database: boolean; redis: boolean }>
   close(): Promise<void>
@@ -209,6 +214,18 @@ export async function createServices(
       },
     })
 
+    const identities = new IdentityRepository(db)
+    const socialLogin = new SocialLogin({
+      providers: new OidcProviders(config.OIDC_PROVIDERS, { allowHttp: config.NODE_ENV !== 'production' }),
+      ephemeral,
+      users,
+      identities,
+      signIn,
+      audit,
+      clock,
+      settings: { baseUrl: config.ISSUER, redirectAllowlist: config.REDIRECT_ALLOWLIST },
+    })
+
     return {
       config,
       clock,
@@ -224,6 +241,8 @@ export async function createServices(
       sessions,
       accounts,
       mfa,
+      identities,
+      socialLogin,
       async readiness() {
         const [databaseUp, redisUp] = await Promise.all([
           database.ping().then(

@@ -25,6 +25,8 @@ export type AuditEventType =
   | 'user.created'
   | 'user.updated'
   | 'user.deleted'
+  | 'identity.linked'
+  | 'identity.unlinked'
   | 'key.rotated'
   | 'key.imported'
   | 'rate_limit.exceeded'

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import loginRoutes from './auth/login.js'
 import logoutRoutes from './auth/logout.js'
 import mfaVerifyRoutes from './auth/mfa.js'
+import oidcRoutes from './auth/oidc.js'
 import passwordRoutes from './auth/password.js'
 import reauthenticateRoutes from './auth/reauthenticate.js'
 import signupRoutes from './auth/signup.js'
@@ -25,6 +26,7 @@ const routes: FastifyPluginAsync = async (app) => {
       await auth.register(passwordRoutes)
       await auth.register(reauthenticateRoutes)
       await auth.register(mfaVerifyRoutes)
+      await auth.register(oidcRoutes)
     },
     { prefix: '/v1/auth' },
   )

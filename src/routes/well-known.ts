@@ -52,9 +52,8 @@ const wellKnownRoutes: FastifyPluginAsyncTypebox = async (app) => {
         jwks_uri: `${ISSUER}/.well-known/jwks.json`,
         token_endpoint: `${ISSUER}/v1/auth/token`,
         revocation_endpoint: `${ISSUER}/v1/auth/revoke`,
-        // Only what the token endpoint accepts today; the social-login hand-off
-        // (authorization_code) is added with it.
-        grant_types_supported: ['refresh_token'],
+        // authorization_code is the social-login hand-off (PKCE S256).
+        grant_types_supported: ['authorization_code', 'refresh_token'],
         response_types_supported: ['code'],
         token_endpoint_auth_methods_supported: ['none'],
         revocation_endpoint_auth_methods_supported: ['none'],

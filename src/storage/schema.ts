@@ -130,3 +130,29 @@ export const recoveryCodes = pgTable(
     uniqueIndex('recovery_codes_hash_key').on(table.userId, table.codeHash),
   ],
 )
+
+/**
+ * Identities at OpenID Providers linked to accounts, keyed on the provider's (`iss`, `sub`):
+ * never on email, which a provider may let its users change. One per provider per account.
+ */
+export const identities = pgTable(
+  'identities',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    /** The configured provider id (`OIDC_PROVIDERS[].id`). */
+    provider: text('provider').notNull(),
+    issuer: text('issuer').notNull(),
+    subject: text('subject').notNull(),
+    /** The email the provider asserted when the identity was linked (informational). */
+    email: text('email'),
+    createdAt: createdAt(),
+    lastLoginAt: at('last_login_at'),
+  },
+  (table) => [
+    uniqueIndex('identities_issuer_subject_key').on(table.issuer, table.subject),
+    uniqueIndex('identities_user_provider_key').on(table.userId, table.provider),
+  ],
+)

@@ -153,13 +153,19 @@ function toOAuth(problem: ProblemError): OAuthError {
     service_unavailable: 'temporarily_unavailable',
     internal_error: 'server_error',
     csrf_check_failed: 'csrf_check_failed',
+    mfa_required: 'mfa_required',
+    invalid_scope: 'invalid_scope',
   }
   const error = map[problem.code] ?? 'invalid_request'
   const description =
     problem.code === 'validation_failed' && problem.errors?.length
       ? problem.errors.map((item) => `${item.path} ${item.message}`).join('; ')
       : (problem.detail ?? ERROR_CODES[problem.code].title)
-  const oauth = new OAuthError(error, description, { headers: problem.headers })
+  // The MFA challenge keeps its mfa_token and methods.
+  const oauth = new OAuthError(error, description, {
+    headers: problem.headers,
+    ...(problem.extensions ? { extensions: problem.extensions } : {}),
+  })
   // Keep the HTTP status of transport-level refusals (413, 415, 429).
   Object.defineProperty(oauth, 'status', {
     value: error === 'invalid_request' ? (problem.status < 500 ? problem.status : 400) : oauth.status,

@@ -14,6 +14,32 @@ const TokenRequest = Type.Object(
       description: '`refresh_token` (or `authorization_code` for the social-login hand-off)',
     }),
     refresh_token: Type.Optional(Type.String({ maxLength: 512 })),
+    code: Type.Optional(
+      Type.String({
+        maxLength: 256,
+        description: 'authorization_code: the one-time code from the social-login redirect',
+      }),
+    ),
+    code_verifier: Type.Optional(
+      Type.String({
+        maxLength: 128,
+        description:
+          'authorization_code: the PKCE verifier, required when the flow was started with a code_challenge',
+      }),
+    ),
+    redirect_uri: Type.Optional(
+      Type.String({
+        maxLength: 2048,
+        description:
+          'authorization_code: accepted and ignored (the code is bound to the redirect target already)',
+      }),
+    ),
+    use_cookie: Type.Optional(
+      Type.Boolean({
+        description:
+          'authorization_code: browser mode, the refresh token is set as the __Host-refresh_token cookie',
+      }),
+    ),
     client_id: Type.Optional(Type.String({ maxLength: 256 })),
   },
   { additionalProperties: false },
@@ -33,7 +59,7 @@ const RevokeRequest = Type.Object(
  * form bodies as well as JSON and answer errors in the RFC 6749 §5.2 shape.
  */
 const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { sessions } = app.services
+  const { sessions, socialLogin } = app.services
   const { CLIENT_ID } = app.config
   // Form bodies only here: every other endpoint accepts JSON alone.
   await app.register(formbody, { bodyLimit: app.config.BODY_LIMIT })
@@ -50,9 +76,9 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: { errorShape: 'oauth' },
       schema: {
         tags: ['tokens'],
-        summary: 'Token endpoint (RFC 6749): rotate a refresh token',
+        summary: 'Token endpoint (RFC 6749): rotate a refresh token, or exchange a social-login code',
         description:
-          'grant_type=refresh_token rotates the refresh token: the answer carries a new one and the old one is spent. The same spent token presented again within REFRESH_REUSE_GRACE seconds gets the same successor; after that it is reuse and ends the session.',
+          'grant_type=refresh_token rotates the refresh token: the answer carries a new one and the old one is spent. The same spent token presented again within REFRESH_REUSE_GRACE seconds gets the same successor; after that it is reuse and ends the session. Without refresh_token, the __Host-refresh_token cookie is used and the answer is in browser mode.\n\ngrant_type=authorization_code exchanges the one-time code of the social-login redirect (60 s, single use) for a token response whose amr is ["fed"]; code_verifier is required when the flow was started with a code_challenge, and refused when it was not. A user with MFA gets 403 {"error":"mfa_required","mfa_token","methods"} and nothing is issued; POST /v1/auth/mfa/verify finishes the sign-in.',
         consumes: ['application/x-www-form-urlencoded', 'application/json'],
         body: TokenRequest,
         response: { 200: TokenResponse, ...oauthErrors },
@@ -62,6 +88,15 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       noStore(reply)
       const { grant_type: grantType, refresh_token: refreshToken, client_id: clientId } = request.body
       checkClient(clientId)
+      if (grantType === 'authorization_code') {
+        const { code, code_verifier: codeVerifier, use_cookie: useCookie = false } = request.body
+        if (!code) throw new OAuthError('invalid_request', 'code is required')
+        const issued = await socialLogin.exchange(code, codeVerifier, {
+          useCookie,
+          context: requestContext(request),
+        })
+        return answerTokens(app, reply, issued, useCookie)
+      }
       if (grantType !== 'refresh_token') {
         throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported`)
       }

@@ -28,7 +28,7 @@ const bearer = [{ bearer: [] }]
 
 /** The signed-in user: profile and sessions. Ownership: a user sees and ends only their own. */
 const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { users, sessions, accounts, mfa } = app.services
+  const { users, sessions, accounts, mfa, identities, socialLogin } = app.services
 
   app.get(
     '',
@@ -52,7 +52,10 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         email_verified: user.emailVerifiedAt !== null,
         roles: user.roles,
         mfa: await mfa.status(user),
-        identities: [],
+        identities: (await identities.listForUser(user.id)).map((identity) => ({
+          provider: identity.provider,
+          subject: identity.subject,
+        })),
         created_at: user.createdAt.toISOString(),
       }
     },
@@ -97,6 +100,26 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       await accounts.deleteAccount(request.user, requestContext(request))
+      return reply.code(204).send(null)
+    },
+  )
+
+  app.delete(
+    '/identities/:provider',
+    {
+      preHandler: [app.authenticate, app.requireScope('profile'), app.requireFreshAuth],
+      schema: {
+        tags: ['me'],
+        summary: 'Unlink a social identity',
+        description:
+          "Needs a fresh login. Refused (403 forbidden) when the identity is the account's only way in: no password and no other linked identity. An identity that is not linked is 404.",
+        security: bearer,
+        params: Type.Object({ provider: Type.String({ maxLength: 32 }) }),
+        response: { 204: Type.Null(), ...problems(401, 403, 404, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      await socialLogin.unlink(request.user.sub, request.params.provider, requestContext(request))
       return reply.code(204).send(null)
     },
   )
