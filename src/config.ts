@@ -52,13 +52,17 @@ const OidcProvider = Type.Object(
     scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
     allowed_domains: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
     require_nonce: Type.Optional(Type.Boolean()),
+    response_mode: Type.Optional(Type.Union([Type.Literal('query'), Type.Literal('form_post')])),
   },
   { additionalProperties: false },
 )
 export type OidcProviderConfig = Static<typeof OidcProvider>
 
 const OidcProviders = Type.Transform(
-  Type.String({ default: '[]', description: 'JSON list of OIDC providers' }),
+  Type.String({
+    default: '[]',
+    description: 'JSON list of OpenID Providers for social login (see "Social login")',
+  }),
 )
   .Decode((value): OidcProviderConfig[] => {
     let parsed: unknown

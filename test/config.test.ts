@@ -63,6 +63,17 @@ t.test('malformed values fail with a message naming the variable', async (t) => 
     [{ KEY_ENCRYPTION_KEY: 'too-short-but-more-than-32-characters-xx' }, /KEY_ENCRYPTION_KEY/],
     [{ OIDC_PROVIDERS: 'not json' }, /OIDC_PROVIDERS/],
     [{ OIDC_PROVIDERS: '[{"id":"x"}]' }, /OIDC_PROVIDERS/],
+    [
+      {
+        OIDC_PROVIDERS:
+          '[{"id":"x","issuer":"https://x.example","client_id":"a","client_secret":"b","response_mode":"fragment"}]',
+      },
+      /OIDC_PROVIDERS.*response_mode/,
+    ],
+    [
+      { OIDC_PROVIDERS: '[{"id":"Bad Id","issuer":"https://x.example","client_id":"a","client_secret":"b"}]' },
+      /OIDC_PROVIDERS.*id/,
+    ],
     [{ CORS_ORIGINS: 'https://a.example.com/path' }, /CORS_ORIGINS/],
     [{ SESSION_IDLE_TTL: '90000' }, /SESSION_IDLE_TTL/],
     [{ EMAIL_VERIFICATION: 'sometimes' }, /EMAIL_VERIFICATION/],

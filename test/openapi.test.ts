@@ -27,6 +27,10 @@ t.test('the document describes the contract', async (t) => {
     '/v1/me',
     '/v1/me/sessions',
     '/v1/me/sessions/{id}',
+    '/v1/me/identities/{provider}',
+    '/v1/auth/oidc/{provider}/authorize',
+    '/v1/auth/oidc/{provider}/callback',
+    '/v1/auth/oidc/{provider}/id-token',
   ]) {
     t.ok(document.paths[path], `${path} is documented`)
   }

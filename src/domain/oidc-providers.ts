@@ -47,6 +47,8 @@ export interface OidcProvider {
   scopes: string[]
   allowedDomains: string[] | undefined
   requireNonce: boolean
+  /** How the provider returns the browser: a GET with the query (default) or a form post (Apple). */
+  responseMode: 'query' | 'form_post'
 }
 
 interface Discovered {
@@ -63,6 +65,7 @@ export interface IdTokenClaims extends JWTPayload {
   email?: unknown
   email_verified?: unknown
   hd?: unknown
+  xms_edov?: unknown
   nonce?: unknown
 }
 
@@ -89,6 +92,7 @@ export class OidcProviders {
         scopes: config.scopes ?? ['openid', 'email', 'profile'],
         allowedDomains: config.allowed_domains?.map((domain) => domain.toLowerCase()),
         requireNonce: config.require_nonce ?? false,
+        responseMode: config.response_mode ?? 'query',
       })
     }
   }

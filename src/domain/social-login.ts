@@ -107,7 +107,10 @@ export class SocialLogin {
    * Starts the web flow: stores the pending authorization and answers the provider URL and the
    * browser-binding value the route sets as a cookie.
    */
-  async authorize(providerId: string, input: AuthorizeInput): Promise<{ url: string; binding: string }> {
+  async authorize(
+    providerId: string,
+    input: AuthorizeInput,
+  ): Promise<{ url: string; binding: string; responseMode: 'query' | 'form_post' }> {
     const provider = this.deps.providers.get(providerId)
     if (!this.isAllowedRedirect(input.redirectTo))
       throw new ProblemError('invalid_redirect', { detail: 'redirect_to is not an allowed redirect target' })
@@ -143,8 +146,9 @@ export class SocialLogin {
       nonce,
       code_challenge: await client.calculatePKCECodeChallenge(codeVerifier),
       code_challenge_method: 'S256',
+      ...(provider.responseMode === 'form_post' ? { response_mode: 'form_post' } : {}),
     })
-    return { url: url.href, binding }
+    return { url: url.href, binding, responseMode: provider.responseMode }
   }
 
   /**
@@ -161,6 +165,7 @@ export class SocialLogin {
     context: RequestContext,
   ): Promise<CallbackOutcome> {
     const provider = this.deps.providers.get(providerId)
+    // The authorization response's parameters: the query, or the body of a form_post.
     const state = query.get('state')
     const raw = state ? await this.deps.ephemeral.take(stateKey(state)) : null
     const pending = raw ? (JSON.parse(raw) as PendingAuthorization) : null
@@ -327,7 +332,7 @@ export class SocialLogin {
   ): Promise<UserRow> {
     const { users, identities, audit, clock } = this.deps
     const email = typeof claims.email === 'string' ? claims.email.trim().toLowerCase() : null
-    const emailVerified = claims.email_verified === true || claims.email_verified === 'true'
+    const emailVerified = isEmailVerified(claims)
     this.#checkDomain(provider, claims, email, emailVerified)
 
     const linked = await identities.find(claims.iss, claims.sub)
@@ -490,6 +495,15 @@ export class SocialLogin {
       details: { method: 'oidc', provider: provider.id, reason },
     })
   }
+}
+
+/**
+ * Whether the provider vouches for the email: `email_verified` true (Apple sends the string
+ * "true"), or Microsoft Entra's `xms_edov` (the domain owner verified it), since Entra never sends
+ * `email_verified` and its `email` claim alone is not proof (the "nOAuth" takeover).
+ */
+export function isEmailVerified(claims: IdTokenClaims): boolean {
+  return claims.email_verified === true || claims.email_verified === 'true' || claims.xms_edov === true
 }
 
 const stateKey = (state: string) => `oidc:state:${hashToken(state)}`

@@ -270,6 +270,21 @@ export async function startSignIn(
  * browser back to the app; answers the callback URL (path and query at the app).
  */
 export async function followProvider(providerUrl: URL): Promise<string> {
+  const back = await walkProvider(providerUrl)
+  if (typeof back !== 'string') throw new Error('the provider answered with a form post')
+  return back
+}
+
+/** Like followProvider, for response_mode=form_post: the form the provider's page would post. */
+export async function followProviderToForm(
+  providerUrl: URL,
+): Promise<{ path: string; form: URLSearchParams }> {
+  const back = await walkProvider(providerUrl)
+  if (typeof back === 'string') throw new Error('the provider redirected instead of posting a form')
+  return back
+}
+
+async function walkProvider(providerUrl: URL): Promise<string | { path: string; form: URLSearchParams }> {
   const jar = new CookieJar()
   let next = providerUrl.href
   for (let hop = 0; hop < 12; hop += 1) {
@@ -277,9 +292,18 @@ export async function followProvider(providerUrl: URL): Promise<string> {
     const response = await fetch(next, { redirect: 'manual', headers: { cookie: jar.header() } })
     jar.store(response.headers)
     const location = response.headers.get('location')
-    if (!location)
-      throw new Error(`the provider answered ${response.status} without a redirect: ${await response.text()}`)
-    next = new URL(location, next).href
+    if (location) {
+      next = new URL(location, next).href
+      continue
+    }
+    const html = await response.text()
+    const action = html.match(/<form method="post" action="([^"]+)"/)?.[1]
+    if (!action?.startsWith(APP_BASE))
+      throw new Error(`the provider answered ${response.status} without a redirect: ${html}`)
+    const form = new URLSearchParams()
+    for (const [, name, value] of html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"\/>/g))
+      form.set(name ?? '', (value ?? '').replaceAll('&amp;', '&').replaceAll('&quot;', '"'))
+    return { path: action.slice(APP_BASE.length), form }
   }
   throw new Error('too many redirects at the provider')
 }

@@ -33,6 +33,7 @@ t.test('ID token validation, native and web', async (t) => {
         require_nonce: true,
       },
       { id: 'scripted', issuer: scripted.issuer, client_id: CLIENT_ID, client_secret: CLIENT_SECRET },
+      { id: 'down', issuer: 'http://127.0.0.1:9', client_id: CLIENT_ID, client_secret: CLIENT_SECRET },
     ]),
   })
   const now = () => Math.floor(Date.now() / 1000)
@@ -156,6 +157,18 @@ t.test('ID token validation, native and web', async (t) => {
     t.equal(unverified.statusCode, 403)
     t.equal(unverified.json().code, 'email_not_verified')
 
+    const entra = await native(
+      await signIdToken(
+        op.key,
+        claims({ email_verified: undefined, xms_edov: true, email: 'entra@example.com' }),
+      ),
+    )
+    t.equal(entra.statusCode, 200, "Entra's xms_edov vouches for the email")
+    const apple = await native(await signIdToken(op.key, claims({ email_verified: 'true' })))
+    t.equal(apple.statusCode, 200, 'Apple sends email_verified as a string')
+    const bare = await native(await signIdToken(op.key, claims({ email_verified: undefined })))
+    t.equal(bare.json().code, 'email_not_verified', 'an email nobody vouches for')
+
     const noEmail = await native(await signIdToken(op.key, claims({ email: undefined })))
     t.equal(noEmail.statusCode, 403)
 
@@ -183,6 +196,19 @@ t.test('ID token validation, native and web', async (t) => {
     t.equal(narrow.json().scope, 'profile')
 
     t.equal((await native(await signIdToken(op.key, claims()), {}, 'unknown')).statusCode, 404)
+  })
+
+  await t.test('a provider that cannot be reached is a 503, not a hang or a 500', async (t) => {
+    const authorize = await app.inject({
+      method: 'GET',
+      url: `/v1/auth/oidc/down/authorize?redirect_to=${encodeURIComponent(APP_CALLBACK)}`,
+    })
+    t.equal(authorize.statusCode, 503)
+    t.equal(authorize.json().code, 'service_unavailable')
+    t.ok(authorize.headers['retry-after'])
+    const token = await signIdToken(op.key, claims({ iss: 'http://127.0.0.1:9' }))
+    const nativeDown = await native(token, {}, 'down')
+    t.equal(nativeDown.statusCode, 503)
   })
 
   await t.test('the web callback refuses bad ID tokens from the provider', async (t) => {

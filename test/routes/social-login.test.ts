@@ -8,7 +8,9 @@ import {
   CLIENT_ID,
   CLIENT_SECRET,
   callback,
+  cookieFrom,
   followProvider,
+  followProviderToForm,
   startOpenIdProvider,
   startSignIn,
 } from '../helpers/oidc.js'
@@ -23,7 +25,7 @@ const pkce = () => {
 }
 
 t.test('social login through a real OpenID Provider (oidc-provider)', async (t) => {
-  const op = await startOpenIdProvider(t, ['op', 'corp'])
+  const op = await startOpenIdProvider(t, ['op', 'corp', 'posting'])
   const smtp = await startSmtpServer()
   t.teardown(() => smtp.close())
   const clock = new TestClock(Math.floor((Date.now() - 400_000) / 30_000) * 30_000 + 1_000)
@@ -40,6 +42,13 @@ t.test('social login through a real OpenID Provider (oidc-provider)', async (t) 
           client_id: CLIENT_ID,
           client_secret: CLIENT_SECRET,
           allowed_domains: ['corp.example'],
+        },
+        {
+          id: 'posting',
+          issuer: op.issuer,
+          client_id: CLIENT_ID,
+          client_secret: CLIENT_SECRET,
+          response_mode: 'form_post',
         },
       ]),
     },
@@ -212,6 +221,76 @@ t.test('social login through a real OpenID Provider (oidc-provider)', async (t) 
     const atCorp = await callback(app, mixedBack.replace('/oidc/op/', '/oidc/corp/'), mixed.binding)
     t.equal(atCorp.statusCode, 400)
     t.equal(op.calls.token, calls + 1)
+  })
+
+  await t.test('browser mode: the hand-off answers with the refresh cookie', async (t) => {
+    op.signInAs('alice-sub', { email: 'alice@example.com', email_verified: true })
+    const { target } = await signIn('op')
+    const response = await app.inject({
+      method: 'POST',
+      url: '/v1/auth/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: new URLSearchParams({
+        grant_type: 'authorization_code',
+        code: target.searchParams.get('code')!,
+        use_cookie: 'true',
+      }).toString(),
+    })
+    t.equal(response.statusCode, 200)
+    t.notOk(response.json().refresh_token, 'not in the body')
+    t.match(response.headers['set-cookie'], /__Host-refresh_token=[^;]+; .*HttpOnly/)
+  })
+
+  await t.test('response_mode=form_post (Sign in with Apple style)', async (t) => {
+    op.signInAs('alice-sub', { email: 'alice@example.com', email_verified: true })
+    const authorize = await app.inject({
+      method: 'GET',
+      url: `/v1/auth/oidc/posting/authorize?redirect_to=${encodeURIComponent(APP_CALLBACK)}`,
+    })
+    const providerUrl = new URL(String(authorize.headers.location))
+    t.equal(providerUrl.searchParams.get('response_mode'), 'form_post')
+    t.match(authorize.headers['set-cookie'], /SameSite=None/, 'the cookie travels with a cross-site post')
+    const binding = cookieFrom(authorize.headers['set-cookie'], '__Host-oidc_binding')!
+    const { path, form } = await followProviderToForm(providerUrl)
+    t.equal(path, '/v1/auth/oidc/posting/callback')
+    t.ok(form.get('code') && form.get('state'))
+    const posted = await app.inject({
+      method: 'POST',
+      url: path,
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        cookie: `__Host-oidc_binding=${binding}`,
+      },
+      payload: form.toString(),
+    })
+    t.equal(posted.statusCode, 302)
+    const code = new URL(String(posted.headers.location)).searchParams.get('code')!
+    const tokens = await exchange({ code })
+    const alice = await app.services.users.findByEmail('alice@example.com')
+    t.equal(
+      decodeJwt(tokens.json().access_token).sub,
+      alice?.id,
+      'the same identity as through the query mode',
+    )
+    const replay = await app.inject({
+      method: 'POST',
+      url: path,
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        cookie: `__Host-oidc_binding=${binding}`,
+      },
+      payload: form.toString(),
+    })
+    t.equal(replay.statusCode, 400)
+  })
+
+  await t.test('a disabled account cannot sign in socially', async (t) => {
+    op.signInAs('kate-sub', { email: 'kate@example.com', email_verified: true })
+    const first = await signIn('op')
+    const kate = await app.services.users.findByEmail('kate@example.com')
+    await app.services.users.update(kate!.id, { disabledAt: new Date() })
+    t.equal((await exchange({ code: first.target.searchParams.get('code')! })).json().error, 'invalid_grant')
+    t.equal((await signIn('op')).target.searchParams.get('error'), 'account_disabled')
   })
 
   await t.test('provider errors go back to the app', async (t) => {

@@ -1,5 +1,7 @@
-import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import formbody from '@fastify/formbody'
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { CallbackError, withParams } from '../../domain/social-login.js'
 import { problems, TokenResponse } from '../../schemas/common.js'
 import { answerTokens, noStore, requestContext } from '../context.js'
@@ -7,12 +9,27 @@ import { answerTokens, noStore, requestContext } from '../context.js'
 /** Binds a pending social sign-in to the browser that started it (RFC 9700 §4.7: CSRF on the callback). */
 export const BINDING_COOKIE = '__Host-oidc_binding'
 const BINDING_MAX_AGE_SECONDS = 600
-// Lax, not Strict: the provider's redirect back is a cross-site top-level navigation.
+// Lax, not Strict: the provider's redirect back is a cross-site top-level navigation. A provider
+// that answers with a cross-site form post (response_mode=form_post, Apple) needs None; the cookie
+// is still useless to anyone else, since it only matches the state it was issued with.
 const bindingAttributes = { httpOnly: true, secure: true, sameSite: 'lax', path: '/' } as const
+const formPostBindingAttributes = { ...bindingAttributes, sameSite: 'none' } as const
 
 const ProviderParams = Type.Object({
   provider: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,31}$', description: 'OIDC_PROVIDERS[].id' }),
 })
+
+/** The authorization response (RFC 6749 §4.1.2, RFC 9207); providers may add their own parameters. */
+const CallbackParameters = Type.Object(
+  {
+    code: Type.Optional(Type.String({ maxLength: 2048 })),
+    state: Type.Optional(Type.String({ maxLength: 512 })),
+    iss: Type.Optional(Type.String({ maxLength: 2048 })),
+    error: Type.Optional(Type.String({ maxLength: 256 })),
+    error_description: Type.Optional(Type.String({ maxLength: 2048 })),
+  },
+  { additionalProperties: true },
+)
 
 const Redirect = Type.Null({ description: 'Redirect; see the Location header' })
 
@@ -49,7 +66,7 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const query = request.query
-      const { url, binding } = await socialLogin.authorize(request.params.provider, {
+      const { url, binding, responseMode } = await socialLogin.authorize(request.params.provider, {
         redirectTo: query.redirect_to,
         codeChallenge: query.code_challenge,
         codeChallengeMethod: query.code_challenge_method,
@@ -57,7 +74,10 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
         remember: query.remember,
       })
       noStore(reply)
-      reply.setCookie(BINDING_COOKIE, binding, { ...bindingAttributes, maxAge: BINDING_MAX_AGE_SECONDS })
+      reply.setCookie(BINDING_COOKIE, binding, {
+        ...(responseMode === 'form_post' ? formPostBindingAttributes : bindingAttributes),
+        maxAge: BINDING_MAX_AGE_SECONDS,
+      })
       return reply.redirect(url, 302)
     },
   )
@@ -72,49 +92,82 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Checks the state (missing, altered, replayed, for another provider or from another browser: 400 invalid_token, and the provider is not called), exchanges the code with the PKCE verifier, validates the ID token (signature, iss, aud, azp, exp, iat, nonce; an answer of another configured provider is refused), then finds, links or creates the user and redirects (302) to redirect_to?code=... with a one-time code (60 s) for POST /v1/auth/token (grant_type=authorization_code). Once the state is known, errors redirect to redirect_to?error=<code> (invalid_token, account_exists, domain_not_allowed, email_not_verified, account_disabled, access_denied, provider_error, service_unavailable).',
         params: ProviderParams,
-        querystring: Type.Object(
-          {
-            code: Type.Optional(Type.String({ maxLength: 2048 })),
-            state: Type.Optional(Type.String({ maxLength: 512 })),
-            iss: Type.Optional(Type.String({ maxLength: 2048 })),
-            error: Type.Optional(Type.String({ maxLength: 256 })),
-            error_description: Type.Optional(Type.String({ maxLength: 2048 })),
-          },
-          { additionalProperties: true, description: 'The provider may add parameters of its own' },
-        ),
+        querystring: CallbackParameters,
         response: { 302: Redirect, ...problems(400, 404, 429, 503) },
       },
     },
-    async (request, reply) => {
-      noStore(reply)
-      const binding = request.cookies[BINDING_COOKIE]
-      reply.clearCookie(BINDING_COOKIE, bindingAttributes)
-      const query = new URL(request.url, 'http://callback.invalid').searchParams
-      try {
-        const { location } = await socialLogin.callback(
-          request.params.provider,
-          query,
-          binding,
-          requestContext(request),
-        )
-        return reply.redirect(location, 302)
-      } catch (error) {
-        if (!(error instanceof CallbackError)) throw error
-        // The cause's message only: openid-client errors may hold the provider's answer, tokens included.
-        const cause = error.problem.cause
-        request.log.info(
-          {
-            code: error.problem.code,
-            reason: error.problem.detail,
-            cause: cause instanceof Error ? `${cause.name}: ${cause.message}` : undefined,
-          },
-          'social sign-in refused',
-        )
-        if (error.redirectTo === null) throw error.problem
-        return reply.redirect(withParams(error.redirectTo, { error: error.redirectError }), 302)
-      }
-    },
+    async (request, reply) =>
+      finishCallback(
+        request,
+        reply,
+        request.params.provider,
+        new URL(request.url, 'http://callback.invalid').searchParams,
+      ),
   )
+
+  // response_mode=form_post: the same answer, posted by the browser as a form.
+  await app.register(async (instance) => {
+    const formPost = instance.withTypeProvider<TypeBoxTypeProvider>()
+    await formPost.register(formbody, { bodyLimit: 16_384 })
+    formPost.post(
+      '/oidc/:provider/callback',
+      {
+        onRequest: app.rateLimits.loginIp,
+        schema: {
+          tags: ['social login'],
+          summary: 'The provider posts the browser here (response_mode=form_post)',
+          description:
+            'For providers configured with response_mode "form_post" (Sign in with Apple asks for it when it shares the email). The same checks and answers as the GET callback.',
+          params: ProviderParams,
+          consumes: ['application/x-www-form-urlencoded'],
+          body: CallbackParameters,
+          response: { 302: Redirect, ...problems(400, 404, 415, 429, 503) },
+        },
+      },
+      async (request, reply) =>
+        finishCallback(
+          request,
+          reply,
+          request.params.provider,
+          new URLSearchParams(request.body as Record<string, string>),
+        ),
+    )
+  })
+
+  /** Finishes the web flow; errors go to the app's redirect target once the state is known. */
+  async function finishCallback(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    providerId: string,
+    parameters: URLSearchParams,
+  ) {
+    noStore(reply)
+    const binding = request.cookies[BINDING_COOKIE]
+    reply.clearCookie(BINDING_COOKIE, bindingAttributes)
+    try {
+      const { location } = await socialLogin.callback(
+        providerId,
+        parameters,
+        binding,
+        requestContext(request),
+      )
+      return reply.redirect(location, 302)
+    } catch (error) {
+      if (!(error instanceof CallbackError)) throw error
+      // The cause's message only: openid-client errors may hold the provider's answer, tokens included.
+      const cause = error.problem.cause
+      request.log.info(
+        {
+          code: error.problem.code,
+          reason: error.problem.detail,
+          cause: cause instanceof Error ? `${cause.name}: ${cause.message}` : undefined,
+        },
+        'social sign-in refused',
+      )
+      if (error.redirectTo === null) throw error.problem
+      return reply.redirect(withParams(error.redirectTo, { error: error.redirectError }), 302)
+    }
+  }
 
   app.post(
     '/oidc/:provider/id-token',
