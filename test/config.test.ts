@@ -71,7 +71,9 @@ t.test('malformed values fail with a message naming the variable', async (t) => 
       /OIDC_PROVIDERS.*response_mode/,
     ],
     [
-      { OIDC_PROVIDERS: '[{"id":"Bad Id","issuer":"https://x.example","client_id":"a","client_secret":"b"}]' },
+      {
+        OIDC_PROVIDERS: '[{"id":"Bad Id","issuer":"https://x.example","client_id":"a","client_secret":"b"}]',
+      },
       /OIDC_PROVIDERS.*id/,
     ],
     [{ CORS_ORIGINS: 'https://a.example.com/path' }, /CORS_ORIGINS/],

@@ -72,7 +72,12 @@ export interface TestOpenIdProvider {
  * Starts oidc-provider with one confidential client whose redirect URIs are the test app's
  * callbacks for `providerIds`. Its interactions finish at once as the account set by `signInAs`.
  */
-export async function startOpenIdProvider(t: Test, providerIds: string[]): Promise<TestOpenIdProvider> {
+export async function startOpenIdProvider(
+  t: Test,
+  providerIds: string[],
+  options: { appBase?: string } = {},
+): Promise<TestOpenIdProvider> {
+  const appBase = options.appBase ?? APP_BASE
   const key = await createSigningKey('op-key-1')
   const accounts = new Map<string, ProviderAccount>()
   let current = ''
@@ -96,7 +101,7 @@ export async function startOpenIdProvider(t: Test, providerIds: string[]): Promi
       {
         client_id: CLIENT_ID,
         client_secret: CLIENT_SECRET,
-        redirect_uris: providerIds.map((id) => `${APP_BASE}/v1/auth/oidc/${id}/callback`),
+        redirect_uris: providerIds.map((id) => `${appBase}/v1/auth/oidc/${id}/callback`),
         grant_types: ['authorization_code'],
         response_types: ['code'],
         token_endpoint_auth_method: 'client_secret_post',
