@@ -125,6 +125,12 @@ export const ConfigSchema = Type.Object({
     default: 0,
     description: 'seconds between automatic key rotations (0: rotate only on demand)',
   }),
+  AUDIT_RETENTION_DAYS: Type.Integer({
+    minimum: 1,
+    maximum: 36_500,
+    default: 365,
+    description: 'days audit events are kept; older ones are deleted hourly',
+  }),
   EMAIL_VERIFICATION: Type.Union([Type.Literal('required'), Type.Literal('optional')], {
     default: 'required',
     description: 'required: login waits for verification; optional: login works at once',

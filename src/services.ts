@@ -7,6 +7,7 @@ import type { Config } from './config.js'
 import { decodeKeyEncryptionKey } from './config.js'
 import { AccessTokenIssuer } from './domain/access-tokens.js'
 import { AccountService } from './domain/accounts.js'
+import { Administration } from './domain/admin.js'
 import { AuditLog } from './domain/audit.js'
 import { type Clock, systemClock } from './domain/clock.js'
 import { LoginCooldown } from './domain/cooldown.js'
@@ -68,6 +69,7 @@ export interface Services {
   mfa: MfaService
   identities: IdentityRepository
   socialLogin: SocialLogin
+  administration: Administration
   /** Dependencies that /readyz checks. */
   readiness(): Promise<{ database: boolean; redis: boolean }>
   close(): Promise<void>
@@ -147,7 +149,19 @@ export async function createServices(
     const outbox = new Outbox(mailer, logger)
     closers.push(() => outbox.drain())
 
-    const audit = new AuditLog(new AuditRepository(db), logger)
+    const auditEvents = new AuditRepository(db)
+    const audit = new AuditLog(auditEvents, logger)
+    // Retention (AUDIT_RETENTION_DAYS): hourly, on every instance; the deletes are idempotent.
+    const retention = setInterval(() => {
+      audit
+        .deleteExpired(clock.now(), config.AUDIT_RETENTION_DAYS)
+        .then((deleted) => {
+          if (deleted > 0) logger.info({ deleted }, 'audit events past retention deleted')
+        })
+        .catch((error: unknown) => logger.error({ err: error }, 'audit retention failed'))
+    }, 3_600_000)
+    retention.unref()
+    closers.push(async () => clearInterval(retention))
     const hasher = new PasswordHasher({
       memoryKib: config.ARGON2_MEMORY_KIB,
       timeCost: config.ARGON2_TIME_COST,
@@ -214,6 +228,7 @@ export async function createServices(
       },
     })
 
+    const administration = new Administration({ users, sessions, keyRing, audit, auditEvents, clock })
     const identities = new IdentityRepository(db)
     const socialLogin = new SocialLogin({
       providers: new OidcProviders(config.OIDC_PROVIDERS, { allowHttp: config.NODE_ENV !== 'production' }),
@@ -243,6 +258,7 @@ export async function createServices(
       mfa,
       identities,
       socialLogin,
+      administration,
       async readiness() {
         const [databaseUp, redisUp] = await Promise.all([
           database.ping().then(

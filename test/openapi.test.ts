@@ -31,6 +31,11 @@ t.test('the document describes the contract', async (t) => {
     '/v1/auth/oidc/{provider}/authorize',
     '/v1/auth/oidc/{provider}/callback',
     '/v1/auth/oidc/{provider}/id-token',
+    '/v1/admin/users',
+    '/v1/admin/users/{id}',
+    '/v1/admin/users/{id}/sessions',
+    '/v1/admin/keys/rotate',
+    '/v1/admin/audit-events',
   ]) {
     t.ok(document.paths[path], `${path} is documented`)
   }

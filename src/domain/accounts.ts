@@ -11,7 +11,7 @@ import { hasMfa, type MfaService } from './mfa.js'
 import type { Outbox } from './outbox.js'
 import type { PasswordHasher } from './password-hasher.js'
 import { checkPassword } from './password-policy.js'
-import { grantScope } from './scopes.js'
+import { grantScope } from './policy.js'
 import type { AccessTokenResponse, IssuedTokens, SessionService } from './sessions.js'
 import type { SignInGate } from './sign-in.js'
 

@@ -7,7 +7,7 @@ import type { AccessTokenIssuer } from './access-tokens.js'
 import type { AuditLog, RequestContext } from './audit.js'
 import { type Clock, epochSeconds } from './clock.js'
 import { hashToken, keyFromToken, randomToken, seal, unseal } from './crypto.js'
-import { narrowToRoles } from './scopes.js'
+import { type Actor, canActOnSession, effectiveScope } from './policy.js'
 
 /** The RFC 6749 §5.1 token response. */
 export interface TokenResponse {
@@ -276,11 +276,14 @@ export class SessionService {
     return rows.map((row) => toListEntry(row, currentSessionId))
   }
 
-  /** The session's owner, when the session belongs to `userId` and is live (ownership check). */
-  async findOwned(sessionId: string, userId: string): Promise<SessionRow | undefined> {
+  /**
+   * A session the actor may act on (the policy's ownership rule), when it is not yet revoked;
+   * undefined otherwise, so that callers answer 404 whether it does not exist or is not theirs.
+   */
+  async findVisible(sessionId: string, actor: Actor): Promise<SessionRow | undefined> {
     if (!UUID.test(sessionId)) return undefined
     const row = await this.deps.sessions.findById(sessionId)
-    if (!row || row.userId !== userId || row.revokedAt) return undefined
+    if (!row || row.revokedAt || !canActOnSession(actor, row)) return undefined
     return row
   }
 
@@ -299,7 +302,7 @@ export class SessionService {
 
   private async respond(session: StoredSession, user: UserRow, refreshToken: string): Promise<TokenResponse> {
     // Roles are read at every refresh, so a role change shows in the next access token.
-    const scope = narrowToRoles(session.scope, user.roles)
+    const scope = effectiveScope(session.scope, user.roles)
     const { token, expiresIn } = await this.deps.accessTokens.issue({
       userId: user.id,
       sessionId: session.id,

@@ -8,7 +8,7 @@ import type { AuditLog, RequestContext } from './audit.js'
 import type { Clock } from './clock.js'
 import { hashToken, randomToken } from './crypto.js'
 import { type IdTokenClaims, nonceMatches, type OidcProvider, type OidcProviders } from './oidc-providers.js'
-import { grantScope } from './scopes.js'
+import { grantScope } from './policy.js'
 import type { IssuedTokens } from './sessions.js'
 import type { SignInGate } from './sign-in.js'
 

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { RequestContext } from '../domain/audit.js'
+import type { Actor } from '../domain/policy.js'
 import type { IssuedTokens, TokenResponse } from '../domain/sessions.js'
 
 /** Who is asking, for audit events and session list entries. */
@@ -37,4 +38,9 @@ export function answerTokens(
     : undefined
   app.refreshCookie.set(reply, refreshToken, maxAge)
   return response
+}
+
+/** The caller as the policy module sees it: the access token's subject, roles and scope. */
+export function actorOf(request: FastifyRequest): Actor {
+  return { userId: request.user.sub, roles: request.user.roles, scope: request.user.scope }
 }

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
+import adminRoutes from './admin.js'
 import loginRoutes from './auth/login.js'
 import logoutRoutes from './auth/logout.js'
 import mfaVerifyRoutes from './auth/mfa.js'
@@ -32,6 +33,7 @@ const routes: FastifyPluginAsync = async (app) => {
   )
   await app.register(meRoutes, { prefix: '/v1/me' })
   await app.register(mfaRoutes, { prefix: '/v1/me/mfa' })
+  await app.register(adminRoutes, { prefix: '/v1/admin' })
   await app.register(pageRoutes)
 }
 

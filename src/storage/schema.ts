@@ -97,7 +97,10 @@ export const auditEvents = pgTable(
   {
     id: uuid('id').primaryKey().defaultRandom(),
     type: text('type').notNull(),
-    createdAt: createdAt(),
+    // Milliseconds, as JavaScript dates hold them, so a page cursor names an event exactly.
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date', precision: 3 })
+      .notNull()
+      .defaultNow(),
     actorId: uuid('actor_id'),
     userId: uuid('user_id'),
     ip: text('ip'),

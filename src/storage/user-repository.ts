@@ -1,4 +1,4 @@
-import { eq, sql } from 'drizzle-orm'
+import { and, asc, eq, type SQL, sql } from 'drizzle-orm'
 import type { Database } from './database.js'
 import { users } from './schema.js'
 
@@ -53,7 +53,34 @@ export class UserRepository {
     return row
   }
 
+  /**
+   * A page of users in a stable order (lower-cased email, unique), optionally those whose email
+   * starts with `emailPrefix`, after the email `after` (the cursor). One more row than `limit`
+   * tells the caller that another page exists.
+   */
+  async search(filter: {
+    emailPrefix?: string | undefined
+    after?: string | undefined
+    limit: number
+  }): Promise<UserRow[]> {
+    const conditions: SQL[] = []
+    if (filter.emailPrefix)
+      conditions.push(sql`lower(${users.email}) like ${`${escapeLike(filter.emailPrefix.toLowerCase())}%`}`)
+    if (filter.after) conditions.push(sql`lower(${users.email}) > ${filter.after}`)
+    return this.db
+      .select()
+      .from(users)
+      .where(conditions.length > 0 ? and(...conditions) : undefined)
+      .orderBy(asc(sql`lower(${users.email})`))
+      .limit(filter.limit + 1)
+  }
+
   async delete(id: string): Promise<void> {
     await this.db.delete(users).where(eq(users.id, id))
   }
+}
+
+/** `value` with LIKE's wildcards escaped, so a search for `a_b` means exactly that. */
+function escapeLike(value: string): string {
+  return value.replace(/[\\%_]/g, (character) => `\\${character}`)
 }

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHook
 import fp from 'fastify-plugin'
 import type { AccessTokenClaims } from '../../domain/access-tokens.js'
 import { hasMfa } from '../../domain/mfa.js'
-import { parseScope } from '../../domain/scopes.js'
+import { hasRole, hasScopes } from '../../domain/policy.js'
 import { bearerError, ProblemError } from '../../errors.js'
 import type { Services } from '../../services.js'
 
@@ -89,8 +89,7 @@ export default fp(
 
     app.decorate('requireScope', (...required: string[]) => {
       return async function requireScope(request: FastifyRequest, reply: FastifyReply) {
-        const granted = parseScope(request.user.scope)
-        if (!required.every((scope) => granted.includes(scope))) {
+        if (!hasScopes(request.user, required)) {
           reply.header('www-authenticate', `Bearer error="insufficient_scope", scope="${required.join(' ')}"`)
           throw new ProblemError('insufficient_scope', { detail: `Requires scope: ${required.join(' ')}` })
         }
@@ -131,7 +130,7 @@ export default fp(
 
     app.decorate('requireRole', (...allowed: string[]) => {
       return async function requireRole(request: FastifyRequest) {
-        if (!request.user.roles.some((role) => allowed.includes(role))) {
+        if (!hasRole(request.user, allowed)) {
           throw new ProblemError('forbidden', { detail: 'The account does not have the required role' })
         }
       }

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { ProblemError } from '../../errors.js'
 import { Password, problems, Uuid } from '../../schemas/common.js'
-import { noStore, requestContext } from '../context.js'
+import { actorOf, noStore, requestContext } from '../context.js'
 
 const Me = Type.Object({
   id: Uuid,
@@ -166,16 +166,17 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['me'],
         summary: 'End one of my sessions',
-        description: "A session that is not the caller's answers 404, as if it did not exist.",
+        description:
+          "A session that is not the caller's answers 404, as if it did not exist (an administrator with admin:users may end anyone's).",
         security: bearer,
         params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
         response: { 204: Type.Null(), ...problems(401, 403, 404) },
       },
     },
     async (request, reply) => {
-      const owned = await sessions.findOwned(request.params.id, request.user.sub)
-      if (!owned) throw new ProblemError('not_found', { detail: 'No such session' })
-      await sessions.revoke(owned.id, {
+      const visible = await sessions.findVisible(request.params.id, actorOf(request))
+      if (!visible) throw new ProblemError('not_found', { detail: 'No such session' })
+      await sessions.revoke(visible.id, {
         reason: 'revoked_by_user',
         actorId: request.user.sub,
         context: requestContext(request),
