@@ -7,6 +7,7 @@ import type { Config } from './config.js'
 import authenticate from './plugins/app/authenticate.js'
 import browser from './plugins/app/browser.js'
 import errorHandler from './plugins/app/error-handler.js'
+import metricsPlugin from './plugins/app/metrics.js'
 import rateLimit from './plugins/app/rate-limit.js'
 import routes from './routes/index.js'
 import { OAuthErrorBody, Problem, TokenResponse } from './schemas/common.js'
@@ -139,7 +140,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       },
       servers: [{ url: config.ISSUER }],
       components: {
-        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN, when it is set' },
+        },
       },
     },
     refResolver: {
@@ -165,6 +169,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
+  await app.register(metricsPlugin)
   await app.register(rateLimit, { services, redisPrefix: options.redisPrefix })
   await app.register(authenticate, { services })
   await app.register(routes)

@@ -122,8 +122,8 @@ export const ConfigSchema = Type.Object({
   }),
   KEY_ROTATION_INTERVAL: Type.Integer({
     minimum: 0,
-    default: 0,
-    description: 'seconds between automatic key rotations (0: rotate only on demand)',
+    default: 30 * 86_400,
+    description: 'seconds between automatic key rotations (default 30 days; 0: only on demand)',
   }),
   AUDIT_RETENTION_DAYS: Type.Integer({
     minimum: 1,

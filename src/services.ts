@@ -22,6 +22,7 @@ import { SocialLogin } from './domain/social-login.js'
 import { DependencyUnavailableError } from './errors.js'
 import { createMailer, type Mailer } from './mail/mailer.js'
 import * as templates from './mail/templates.js'
+import { Metrics } from './metrics.js'
 import { AuditRepository } from './storage/audit-repository.js'
 import { type CooldownStore, MemoryCooldownStore, RedisCooldownStore } from './storage/cooldown-store.js'
 import { type DatabaseHandle, openDatabase } from './storage/database.js'
@@ -70,6 +71,7 @@ export interface Services {
   identities: IdentityRepository
   socialLogin: SocialLogin
   administration: Administration
+  metrics: Metrics
   /** Dependencies that /readyz checks. */
   readiness(): Promise<{ database: boolean; redis: boolean }>
   close(): Promise<void>
@@ -82,6 +84,7 @@ export async function createServices(
   overrides: ServiceOverrides = {},
 ): Promise<Services> {
   const clock = overrides.clock ?? systemClock
+  const metrics = new Metrics()
   const closers: (() => Promise<void>)[] = []
   try {
     const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR })
@@ -100,9 +103,9 @@ export async function createServices(
         client.disconnect()
       })
       await waitForRedis(client)
-      store = guardStore(new RedisSessionStore(client, { prefix: redisPrefix }))
-      cooldownStore = guardStore(new RedisCooldownStore(client, redisPrefix))
-      ephemeral = guardStore(new RedisEphemeralStore(client, redisPrefix))
+      store = guardStore(metrics, new RedisSessionStore(client, { prefix: redisPrefix }))
+      cooldownStore = guardStore(metrics, new RedisCooldownStore(client, redisPrefix))
+      ephemeral = guardStore(metrics, new RedisEphemeralStore(client, redisPrefix))
     } else {
       store = new MemorySessionStore()
       cooldownStore = new MemoryCooldownStore()
@@ -194,6 +197,7 @@ export async function createServices(
         reuseGrace: config.REFRESH_REUSE_GRACE,
       },
       onReuseDetected: (user) => outbox.send({ to: user.email, ...templates.sessionEndedByReuse() }),
+      onRefresh: (outcome) => metrics.refresh(outcome),
     })
     const cooldown = new LoginCooldown(cooldownStore, clock)
     const mfa = new MfaService({
@@ -228,6 +232,11 @@ export async function createServices(
       },
     })
 
+    metrics.observe({
+      argon2Waiting: () => hasher.queueDepth,
+      argon2InFlight: () => hasher.inFlight,
+      signingKeyAgeSeconds: () => keyRing.signingKeyAgeSeconds(),
+    })
     const administration = new Administration({ users, sessions, keyRing, audit, auditEvents, clock })
     const identities = new IdentityRepository(db)
     const socialLogin = new SocialLogin({
@@ -259,6 +268,7 @@ export async function createServices(
       identities,
       socialLogin,
       administration,
+      metrics,
       async readiness() {
         const [databaseUp, redisUp] = await Promise.all([
           database.ping().then(
@@ -324,7 +334,7 @@ async function waitForRedis(client: Redis): Promise<void> {
 }
 
 /** Turns any failure of the store into a DependencyUnavailableError (answered 503). */
-function guardStore<T extends object>(store: T): T {
+function guardStore<T extends object>(metrics: Metrics, store: T): T {
   return new Proxy(store, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver)
@@ -333,6 +343,7 @@ function guardStore<T extends object>(store: T): T {
         try {
           return await value.apply(target, args)
         } catch (error) {
+          metrics.dependencyError('redis')
           throw new DependencyUnavailableError('redis', error)
         }
       }

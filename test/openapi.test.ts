@@ -36,6 +36,7 @@ t.test('the document describes the contract', async (t) => {
     '/v1/admin/users/{id}/sessions',
     '/v1/admin/keys/rotate',
     '/v1/admin/audit-events',
+    '/metrics',
   ]) {
     t.ok(document.paths[path], `${path} is documented`)
   }

@@ -159,6 +159,13 @@ export class KeyRing {
     }
   }
 
+  /** Seconds since the key that signs now started signing (for the metrics); undefined without one. */
+  signingKeyAgeSeconds(): number | undefined {
+    const now = this.options.clock.now()
+    const signing = this.states(now).find((entry) => entry.state === 'signing')
+    return signing ? Math.max(0, (now - signing.key.activatesAt) / 1000) : undefined
+  }
+
   /** Every key in the table with its state, for `latchkey keys list`. */
   async list(): Promise<{ kid: string; alg: string; createdAt: Date; activatesAt: Date; state: KeyState }[]> {
     const rows = await this.options.repository.listAll()

@@ -50,6 +50,8 @@ export interface SessionServiceDeps {
   lifetimes: SessionLifetimes
   /** Called when refresh-token reuse ends a session (the owner is told by email). */
   onReuseDetected?: (user: UserRow) => void
+  /** Told the outcome of every refresh grant (metrics). */
+  onRefresh?: (outcome: 'rotated' | 'grace_retry' | 'reuse_detected' | 'expired' | 'invalid') => void
 }
 
 export interface StartSessionInput {
@@ -154,7 +156,10 @@ export class SessionService {
   async refresh(refreshToken: string, context: RequestContext): Promise<IssuedTokens> {
     const { store, clock, lifetimes } = this.deps
     const parsed = parseRefreshToken(refreshToken)
-    if (!parsed) throw invalidGrant()
+    if (!parsed) {
+      this.deps.onRefresh?.('invalid')
+      throw invalidGrant()
+    }
     const successor = mintRefreshToken(parsed.sessionId)
     const sealKey = keyFromToken(refreshToken, SUCCESSOR_PURPOSE)
     const now = clock.now()
@@ -166,8 +171,10 @@ export class SessionService {
       now,
       graceMs: lifetimes.reuseGrace * 1000,
     })
+    const observe = this.deps.onRefresh
     switch (result.outcome) {
       case 'rotated': {
+        observe?.('rotated')
         const user = await this.activeUser(result.session)
         // The list entry's "last used" may lag by a minute: one write per minute per session,
         // not one per refresh, keeps PostgreSQL off the rotation's hot path.
@@ -178,11 +185,13 @@ export class SessionService {
         return this.issued(result.session, await this.respond(result.session, user, successor))
       }
       case 'replayed': {
+        observe?.('grace_retry')
         const user = await this.activeUser(result.session)
         const same = unseal(sealKey, result.successorSealed, parsed.sessionId)
         return this.issued(result.session, await this.respond(result.session, user, same))
       }
       case 'reused': {
+        observe?.('reuse_detected')
         await this.deps.sessions.markRevoked(result.session.id, new Date(now), 'refresh_reuse')
         await this.deps.audit.record({
           type: 'auth.refresh_reuse_detected',
@@ -196,9 +205,11 @@ export class SessionService {
         throw invalidGrant()
       }
       case 'expired':
+        observe?.('expired')
         await this.deps.sessions.markRevoked(result.sessionId, new Date(now), 'expired')
         throw invalidGrant()
       default:
+        observe?.('invalid')
         throw invalidGrant()
     }
   }

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
 import type { RequestContext } from '../domain/audit.js'
 import type { Actor } from '../domain/policy.js'
 import type { IssuedTokens, TokenResponse } from '../domain/sessions.js'
@@ -43,4 +43,13 @@ export function answerTokens(
 /** The caller as the policy module sees it: the access token's subject, roles and scope. */
 export function actorOf(request: FastifyRequest): Actor {
   return { userId: request.user.sub, roles: request.user.roles, scope: request.user.scope }
+}
+
+/** An onRequest hook that makes the route's answers count as sign-ins of `method` in the metrics. */
+export function countsAsLogin(
+  method: 'password' | 'mfa' | 'oidc' | 'oidc_native',
+): onRequestAsyncHookHandler {
+  return async function countLogin(request) {
+    request.loginMethod = method
+  }
 }

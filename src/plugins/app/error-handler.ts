@@ -15,6 +15,10 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     errorShape?: 'problem' | 'oauth'
   }
+  interface FastifyRequest {
+    /** The error code the answer carried, for the metrics (null on success). */
+    errorCode: string | null
+  }
 }
 
 const PROBLEM_TYPE_BASE = 'urn:latchkey:error:'
@@ -112,6 +116,7 @@ function toProblem(error: FastifyError | Error, request: FastifyRequest): Proble
   }
   const code = fastifyError.code ?? (error as { code?: string }).code
   if (code && DATABASE_OUTAGE_CODES.has(String(code))) {
+    request.server.services?.metrics.dependencyError('database')
     return new ProblemError('service_unavailable', { headers: { 'retry-after': '1' }, cause: error })
   }
   switch (code) {
@@ -179,13 +184,16 @@ function toOAuth(problem: ProblemError): OAuthError {
  */
 export default fp(
   async function errorHandler(app: FastifyInstance) {
+    app.decorateRequest('errorCode', null)
     app.setErrorHandler((error: FastifyError, request, reply) => {
       const oauthShape = request.routeOptions.config?.errorShape === 'oauth'
       if (error instanceof OAuthError) {
+        request.errorCode = error.error
         if (error.status >= 500) request.log.error({ err: error.cause ?? error }, 'token endpoint failure')
         return sendOAuth(reply, error)
       }
       const problem = toProblem(error, request)
+      request.errorCode = problem.code
       if (problem.code === 'internal_error')
         request.log.error({ err: problem.cause ?? error }, 'unhandled error')
       else if (problem.status >= 500 && problem.cause)

@@ -87,7 +87,7 @@ interface LimitSpec {
 }
 
 /** Routes that no limit covers: probes must answer while clients are being refused. */
-const UNLIMITED = [/^\/healthz$/, /^\/readyz$/, /^\/docs(?:\/|$)/]
+const UNLIMITED = [/^\/healthz$/, /^\/readyz$/, /^\/metrics$/, /^\/docs(?:\/|$)/]
 
 /** Marks hooks that replace the default per-address limit on the route they are attached to. */
 const REPLACES_DEFAULT = Symbol('latchkey.rateLimit.replacesDefault')
@@ -257,6 +257,7 @@ export default fp(
         if (result.isAllowed) return
         const reset = Math.max(1, result.ttlInSeconds)
         if (result.isExceeded) {
+          services.metrics.rateLimitHits.inc({ limit: spec.name })
           if (spec.audit) await auditOnce(spec, request, result.key, result.ttl)
           throw new ProblemError('rate_limited', {
             detail: 'Too many requests; try again later',

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Email, Password, problems, TokenResponse } from '../../schemas/common.js'
-import { answerTokens, requestContext } from '../context.js'
+import { answerTokens, countsAsLogin, requestContext } from '../context.js'
 
 const LoginRequest = Type.Object(
   {
@@ -31,7 +31,7 @@ const loginRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/login',
     {
-      onRequest: app.rateLimits.loginIp,
+      onRequest: [countsAsLogin('password'), app.rateLimits.loginIp],
       preHandler: app.rateLimits.loginAccount,
       schema: {
         tags: ['sign-in'],

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { problems, TokenResponse } from '../../schemas/common.js'
-import { answerTokens, requestContext } from '../context.js'
+import { answerTokens, countsAsLogin, requestContext } from '../context.js'
 
 const MfaToken = Type.String({
   minLength: 1,
@@ -16,7 +16,7 @@ const mfaVerifyRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/mfa/verify',
     {
-      onRequest: app.rateLimits.loginIp,
+      onRequest: [countsAsLogin('mfa'), app.rateLimits.loginIp],
       schema: {
         tags: ['sign-in'],
         summary: 'Finish a sign-in with a TOTP code or a recovery code',

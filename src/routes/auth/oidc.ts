@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { CallbackError, withParams } from '../../domain/social-login.js'
 import { problems, TokenResponse } from '../../schemas/common.js'
-import { answerTokens, noStore, requestContext } from '../context.js'
+import { answerTokens, countsAsLogin, noStore, requestContext } from '../context.js'
 
 /** Binds a pending social sign-in to the browser that started it (RFC 9700 §4.7: CSRF on the callback). */
 export const BINDING_COOKIE = '__Host-oidc_binding'
@@ -172,7 +172,7 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/oidc/:provider/id-token',
     {
-      onRequest: app.rateLimits.loginIp,
+      onRequest: [countsAsLogin('oidc_native'), app.rateLimits.loginIp],
       schema: {
         tags: ['social login'],
         summary: 'Sign in with an ID token from a native SDK',

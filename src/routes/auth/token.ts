@@ -89,6 +89,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { grant_type: grantType, refresh_token: refreshToken, client_id: clientId } = request.body
       checkClient(clientId)
       if (grantType === 'authorization_code') {
+        request.loginMethod = 'oidc'
         const { code, code_verifier: codeVerifier, use_cookie: useCookie = false } = request.body
         if (!code) throw new OAuthError('invalid_request', 'code is required')
         const issued = await socialLogin.exchange(code, codeVerifier, {
