@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { DrizzleQueryError } from 'drizzle-orm'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { stdSerializers } from 'pino'
 import type { Config } from './config.js'
 import authenticate from './plugins/app/authenticate.js'
 import browser from './plugins/app/browser.js'
@@ -67,6 +69,9 @@ export function loggerOptions(config: Config) {
 
 /** The request serializer: never the query values that carry secrets, never headers. */
 export const serializers = {
+  err(error: Error) {
+    return stdSerializers.err(withoutQueryParameters(error) as Error)
+  },
   req(request: { method: string; url: string; ip: string; headers: Record<string, unknown> }) {
     return {
       method: request.method,
@@ -75,6 +80,19 @@ export const serializers = {
       userAgent: request.headers['user-agent'],
     }
   },
+}
+
+/**
+ * Drizzle's query errors carry the query's parameters in their message (emails, password
+ * hashes, token hashes): logs keep the query text and the cause, never the parameters.
+ */
+export function withoutQueryParameters(error: unknown): unknown {
+  if (!(error instanceof DrizzleQueryError)) return error
+  const safe = new Error(`Failed query: ${error.query}`, { cause: withoutQueryParameters(error.cause) })
+  safe.name = 'DrizzleQueryError'
+  const frames = (error.stack ?? '').split('\n').filter((line) => /^\s+at /.test(line))
+  safe.stack = [`${safe.name}: ${safe.message}`, ...frames].join('\n')
+  return safe
 }
 
 /**

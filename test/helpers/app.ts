@@ -132,6 +132,7 @@ export async function build(
       [/eyJ[A-Za-z0-9_-]{10,}\.eyJ/, 'an access token'],
       [/[0-9a-f-]{36}\.[A-Za-z0-9_-]{43}/, 'a refresh token'],
       [new RegExp(STRONG_PASSWORD), 'the test password'],
+      [/\$argon2id\$/, 'a password hash'],
     ] as const
     for (const [pattern, what] of leaks) {
       if (pattern.test(logs.text)) throw new Error(`${what} reached the logs`)

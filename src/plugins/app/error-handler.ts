@@ -44,6 +44,20 @@ const DATABASE_OUTAGE_CODES = new Set([
   '53300',
 ])
 
+/**
+ * Whether an error (or what caused it: drizzle wraps the driver's error) is PostgreSQL being
+ * unreachable rather than a bug.
+ */
+function isDatabaseOutage(error: unknown): boolean {
+  let current: unknown = error
+  for (let depth = 0; depth < 4 && current && typeof current === 'object'; depth += 1) {
+    const code = (current as { code?: unknown }).code
+    if (code !== undefined && DATABASE_OUTAGE_CODES.has(String(code))) return true
+    current = (current as { cause?: unknown }).cause
+  }
+  return false
+}
+
 /** A problem body (RFC 9457). */
 export function problemBody(
   code: ErrorCode,
@@ -115,7 +129,7 @@ function toProblem(error: FastifyError | Error, request: FastifyRequest): Proble
     return new ProblemError('validation_failed', { errors: validationErrors(fastifyError) })
   }
   const code = fastifyError.code ?? (error as { code?: string }).code
-  if (code && DATABASE_OUTAGE_CODES.has(String(code))) {
+  if (isDatabaseOutage(error)) {
     request.server.services?.metrics.dependencyError('database')
     return new ProblemError('service_unavailable', { headers: { 'retry-after': '1' }, cause: error })
   }
