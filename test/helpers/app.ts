@@ -95,7 +95,14 @@ export async function deleteRedisPrefix(prefix: string): Promise<void> {
 export async function build(
   t: Test,
   env: Record<string, string> = {},
-  overrides: { clock?: Clock; databaseUrl?: string; redisPrefix?: string; dataDir?: string } = {},
+  overrides: {
+    clock?: Clock
+    databaseUrl?: string
+    redisPrefix?: string
+    dataDir?: string
+    /** Run the periodic key-table refresh, as a server does (off by default: tests drive it). */
+    keyRefresh?: boolean
+  } = {},
 ): Promise<TestApp> {
   const databaseUrl = overrides.databaseUrl ?? (await createTestDatabase(t))
   const redisPrefix = overrides.redisPrefix ?? `lktest:${randomUUID()}:`
@@ -116,7 +123,7 @@ export async function build(
   const app = await buildApp(config, {
     logger,
     redisPrefix,
-    keyRefresh: false,
+    keyRefresh: overrides.keyRefresh ?? false,
     ...(overrides.clock ? { clock: overrides.clock } : {}),
   })
   t.teardown(async () => {
