@@ -100,6 +100,14 @@ export const ConfigSchema = Type.Object({
   REDIS_URL: Type.Optional(
     Type.String({ pattern: '^rediss?://', description: 'Redis URL (unset: in-process store)' }),
   ),
+  REDIS_SENTINELS: CommaList('host:port of each Redis Sentinel (instead of REDIS_URL)'),
+  REDIS_SENTINEL_NAME: Type.String({
+    minLength: 1,
+    default: 'mymaster',
+    description: 'primary name the Sentinels watch',
+  }),
+  REDIS_CLUSTER_NODES: CommaList('host:port of some Redis Cluster nodes (instead of REDIS_URL)'),
+  REDIS_PASSWORD: OptionalSecret('password for Sentinel-managed or Cluster nodes'),
   KEY_ENCRYPTION_KEY: OptionalSecret('32 bytes, base64 or hex: encrypts signing keys and TOTP secrets', 32),
   PASSWORD_PEPPER: OptionalSecret('secret mixed into every password hash', 16),
   CORS_ORIGINS: CommaList('exact origins allowed by CORS'),
@@ -265,6 +273,12 @@ function consistencyProblems(config: Config, settings: Settings): string[] {
     if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin))
       problems.push(`CORS_ORIGINS: "${origin}" is not an origin (scheme://host[:port], no path)`)
   }
+  const redisModes = [
+    settings.REDIS_URL ? 'REDIS_URL' : null,
+    config.REDIS_SENTINELS.length > 0 ? 'REDIS_SENTINELS' : null,
+    config.REDIS_CLUSTER_NODES.length > 0 ? 'REDIS_CLUSTER_NODES' : null,
+  ].filter((name) => name !== null)
+  if (redisModes.length > 1) problems.push(`${redisModes.join(', ')}: set only one of them`)
   const ids = new Set<string>()
   for (const provider of config.OIDC_PROVIDERS) {
     if (ids.has(provider.id)) problems.push(`OIDC_PROVIDERS: provider id "${provider.id}" appears twice`)
@@ -278,7 +292,11 @@ function productionProblems(config: Config, settings: Settings): string[] {
   const refuse = (name: string, why: string) => problems.push(`${name}: ${why} (NODE_ENV=production)`)
   if (!settings.DATABASE_URL)
     refuse('DATABASE_URL', 'required; the embedded database is for development only')
-  if (!settings.REDIS_URL) refuse('REDIS_URL', 'required; the in-process store serves one instance only')
+  if (!settings.REDIS_URL && config.REDIS_SENTINELS.length === 0 && config.REDIS_CLUSTER_NODES.length === 0)
+    refuse(
+      'REDIS_URL',
+      'required (or REDIS_SENTINELS or REDIS_CLUSTER_NODES); the in-process store serves one instance only',
+    )
   if (!settings.KEY_ENCRYPTION_KEY) refuse('KEY_ENCRYPTION_KEY', 'required; signing keys must be encrypted')
   if (!settings.SMTP_URL) refuse('SMTP_URL', 'required; mail files in DATA_DIR are for development only')
   if (!settings.ISSUER) refuse('ISSUER', 'required')

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
 import type { Config } from './config.js'
 import { decodeKeyEncryptionKey } from './config.js'
 import { AccessTokenIssuer } from './domain/access-tokens.js'
@@ -31,6 +30,7 @@ import { type EphemeralStore, MemoryEphemeralStore, RedisEphemeralStore } from '
 import { IdentityRepository } from './storage/identity-repository.js'
 import { MemorySessionStore } from './storage/memory-session-store.js'
 import { RecoveryCodeRepository } from './storage/recovery-code-repository.js'
+import { createRedisClient, type RedisClient, redisConfigured, waitForRedis } from './storage/redis-client.js'
 import { RedisSessionStore } from './storage/redis-session-store.js'
 import { SessionRepository } from './storage/session-repository.js'
 import type { SessionStore } from './storage/session-store.js'
@@ -57,7 +57,7 @@ export interface Services {
   config: Config
   clock: Clock
   database: DatabaseHandle
-  redis: Redis | undefined
+  redis: RedisClient | undefined
   store: SessionStore
   users: UserRepository
   keyRing: KeyRing
@@ -91,13 +91,13 @@ export async function createServices(
     closers.push(() => database.close())
     await database.migrate()
 
-    let redis: Redis | undefined
+    let redis: RedisClient | undefined
     let store: SessionStore
     let cooldownStore: CooldownStore
     let ephemeral: EphemeralStore
     const redisPrefix = overrides.redisPrefix ?? 'lk:'
-    if (config.REDIS_URL) {
-      redis = createRedisClient(config.REDIS_URL)
+    if (redisConfigured(config)) {
+      redis = createRedisClient(config)
       const client = redis
       closers.push(async () => {
         client.disconnect()
@@ -293,44 +293,6 @@ export async function createServices(
 async function closeAll(closers: (() => Promise<void>)[]): Promise<void> {
   for (const close of closers.reverse()) await close().catch(() => {})
   closers.length = 0
-}
-
-/**
- * A Redis client that fails fast: bounded connect and command timeouts and no offline queue,
- * so an outage answers 503 at once instead of holding requests; it reconnects by itself.
- */
-export function createRedisClient(url: string): Redis {
-  const client = new Redis(url, {
-    connectTimeout: 2000,
-    commandTimeout: 2000,
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
-    lazyConnect: false,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
-  })
-  client.on('error', () => {
-    // Connection errors surface through the commands that fail; readiness reports them.
-  })
-  return client
-}
-
-async function waitForRedis(client: Redis): Promise<void> {
-  if (client.status === 'ready') return
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup()
-      reject(new Error('Redis is not reachable (REDIS_URL)'))
-    }, 10_000)
-    const onReady = () => {
-      cleanup()
-      resolve()
-    }
-    const cleanup = () => {
-      clearTimeout(timer)
-      client.off('ready', onReady)
-    }
-    client.on('ready', onReady)
-  })
 }
 
 /** Turns any failure of the store into a DependencyUnavailableError (answered 503). */

@@ -77,6 +77,7 @@ t.test('malformed values fail with a message naming the variable', async (t) => 
       /OIDC_PROVIDERS.*id/,
     ],
     [{ CORS_ORIGINS: 'https://a.example.com/path' }, /CORS_ORIGINS/],
+    [{ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_CLUSTER_NODES: '127.0.0.1:7000' }, /set only one of them/],
     [{ SESSION_IDLE_TTL: '90000' }, /SESSION_IDLE_TTL/],
     [{ EMAIL_VERIFICATION: 'sometimes' }, /EMAIL_VERIFICATION/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 
 /** What the store knows of one account's recent failed sign-ins. */
 export interface FailureRecord {
@@ -60,7 +60,7 @@ export class MemoryCooldownStore implements CooldownStore {
 /** The Redis CooldownStore: one hash per account, `f` (failures) and `a:<address>` (ms). */
 export class RedisCooldownStore implements CooldownStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 

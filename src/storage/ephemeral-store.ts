@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 
 /**
  * Short-lived values shared by every instance (Redis) or kept in-process (embedded default):
@@ -66,7 +66,7 @@ export class MemoryEphemeralStore implements EphemeralStore {
 /** The Redis EphemeralStore; `prefix` namespaces the keys. */
 export class RedisEphemeralStore implements EphemeralStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 
@@ -90,7 +90,8 @@ export class RedisEphemeralStore implements EphemeralStore {
     return Number(count)
   }
 
+  /** One DEL per key: keys in different Cluster slots cannot share a command. */
   async delete(...keys: string[]): Promise<void> {
-    if (keys.length > 0) await this.redis.del(...keys.map((key) => this.prefix + key))
+    await Promise.all(keys.map((key) => this.redis.del(this.prefix + key)))
   }
 }

@@ -15,7 +15,7 @@
  * concurrent presentations of one token never fork the chain). The clock is passed in (`now`),
  * never read from Redis, so the state machine is the same as the in-process store's.
  */
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 import type {
   RotateInput,
   RotateOutcome,
@@ -152,16 +152,16 @@ function isExpired(session: StoredSession, now: number): boolean {
 
 export class RedisSessionStore implements SessionStore {
   readonly kind = 'redis' as const
-  readonly #redis: Redis & SessionCommands
+  readonly #redis: RedisClient & SessionCommands
   readonly #prefix: string
 
   /** `redis` is owned by the caller: close() does not quit it. */
-  constructor(redis: Redis, options: RedisSessionStoreOptions = {}) {
+  constructor(redis: RedisClient, options: RedisSessionStoreOptions = {}) {
     this.#prefix = options.prefix ?? 'lk:'
     redis.defineCommand('latchkeySessionCreate', { numberOfKeys: 1, lua: CREATE_LUA })
     redis.defineCommand('latchkeySessionRotate', { numberOfKeys: 1, lua: ROTATE_LUA })
     redis.defineCommand('latchkeySessionReauthenticate', { numberOfKeys: 1, lua: REAUTHENTICATE_LUA })
-    this.#redis = redis as Redis & SessionCommands
+    this.#redis = redis as RedisClient & SessionCommands
   }
 
   /** The session's key (exposed for tests and tooling). */

@@ -139,3 +139,37 @@ export async function eventually(check: () => Promise<boolean>, ms = 15_000): Pr
   }
   return false
 }
+
+/** Starts a redis-server (or sentinel) process with `args`, stopped at teardown. */
+export async function spawnRedisProcess(t: Test, args: string[], cwd: string): Promise<ChildProcess> {
+  const child = spawn('redis-server', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+  await new Promise<void>((resolve, reject) => {
+    let output = ''
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${output}`)), 10_000)
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      if (/Ready to accept connections|Sentinel ID is/.test(output)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`redis-server exited (${code}): ${output}`))
+    })
+  })
+  t.teardown(async () => {
+    if (child.exitCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await exited
+  })
+  return child
+}
+
+/** A fresh temporary folder, removed at teardown. */
+export async function tempDir(t: Test, prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}

@@ -3,11 +3,11 @@ import { isIPv4, isIPv6 } from 'node:net'
 import fastifyRateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Redis } from 'ioredis'
 import type { Rate } from '../../config.js'
 import { DependencyUnavailableError, ProblemError } from '../../errors.js'
 import { requestContext } from '../../routes/context.js'
 import type { Services } from '../../services.js'
+import type { RedisClient } from '../../storage/redis-client.js'
 
 /** A limit hook: put it in a route's `onRequest` (per-address limits) or `preHandler` (any). */
 export type RateLimitHook = (request: FastifyRequest, reply: FastifyReply) => Promise<void>
@@ -148,7 +148,7 @@ function emailKey(request: FastifyRequest): string | undefined {
  * collide. A Redis failure becomes a DependencyUnavailableError: the request is refused with
  * 503 service_unavailable (fail closed), never let through unlimited and never a 500.
  */
-function storeFor(redis: Redis | undefined, nameSpace: string) {
+function storeFor(redis: RedisClient | undefined, nameSpace: string) {
   const script = `
     local current = redis.call('INCR', KEYS[1])
     local ttl = redis.call('PTTL', KEYS[1])
@@ -157,7 +157,9 @@ function storeFor(redis: Redis | undefined, nameSpace: string) {
       ttl = tonumber(ARGV[1])
     end
     return { current, ttl }`
-  type Scripted = Redis & { latchkeyRateLimit(key: string, windowMs: number): Promise<[number, number]> }
+  type Scripted = RedisClient & {
+    latchkeyRateLimit(key: string, windowMs: number): Promise<[number, number]>
+  }
   if (redis && typeof (redis as unknown as Partial<Scripted>).latchkeyRateLimit !== 'function') {
     redis.defineCommand('latchkeyRateLimit', { numberOfKeys: 1, lua: script })
   }
