@@ -12,7 +12,7 @@ import errorHandler from './plugins/app/error-handler.js'
 import metricsPlugin from './plugins/app/metrics.js'
 import rateLimit from './plugins/app/rate-limit.js'
 import routes from './routes/index.js'
-import { OAuthErrorBody, Problem, TokenResponse } from './schemas/common.js'
+import { OAuthErrorBody, Problem } from './schemas/common.js'
 import { createServices, type ServiceOverrides, type Services } from './services.js'
 
 declare module 'fastify' {
@@ -82,6 +82,36 @@ export const serializers = {
   },
 }
 
+/** The OpenAPI document's tags, in the order integrators read them. */
+const OPENAPI_TAGS = [
+  { name: 'sign-up', description: 'Accounts and email verification' },
+  { name: 'sign-in', description: 'Password sign-in, MFA, re-authentication' },
+  { name: 'social login', description: 'Sign-in through OpenID Providers (web flow and native ID tokens)' },
+  { name: 'tokens', description: 'The OAuth token and revocation endpoints (RFC 6749, RFC 7009)' },
+  { name: 'password', description: 'Forgotten passwords' },
+  { name: 'me', description: 'The signed-in user: profile, password, sessions, identities' },
+  { name: 'mfa', description: 'TOTP enrolment and recovery codes' },
+  { name: 'admin', description: 'Administration: users, sessions, signing keys, audit log' },
+  { name: 'discovery', description: 'JWKS and authorization server metadata' },
+  { name: 'operations', description: 'Health, readiness and metrics' },
+]
+
+/** `POST /v1/me/sessions/{id}` → `postV1MeSessionsById`. */
+function operationId(method: string, url: string): string {
+  const words = url
+    .split('/')
+    .filter(Boolean)
+    .map((segment) =>
+      segment.startsWith(':') || segment.startsWith('{')
+        ? `By-${segment.replace(/[:{}]/g, '')}`
+        : segment.replace(/^\./, ''),
+    )
+    .flatMap((segment) => segment.split(/[-_.]/))
+    .filter(Boolean)
+    .map((word) => word[0]!.toUpperCase() + word.slice(1))
+  return method.toLowerCase() + words.join('')
+}
+
 /**
  * Drizzle's query errors carry the query's parameters in their message (emails, password
  * hashes, token hashes): logs keep the query text and the cause, never the parameters.
@@ -143,7 +173,6 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
   app.addSchema(Problem)
   app.addSchema(OAuthErrorBody)
-  app.addSchema(TokenResponse)
 
   await app.register(errorHandler)
   // First, so that every answer (rate-limited and failed ones too) has the security headers.
@@ -154,9 +183,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       info: {
         title: 'Latchkey',
         version: '1',
-        description: 'Authentication API that issues JWTs (RFC 9068 access tokens, rotating refresh tokens).',
+        description:
+          'Authentication API that issues JWTs (RFC 9068 access tokens, rotating refresh tokens). Errors are RFC 9457 problem details with a stable `code`; the OAuth endpoints (/v1/auth/token, /v1/auth/revoke) answer in the RFC 6749 shape. Bearer endpoints name the scope they need in their description and answer 403 insufficient_scope with a WWW-Authenticate challenge without it. Rate-limited answers are 429 with Retry-After and RateLimit-* headers.',
+        contact: { name: 'Latchkey maintainers' },
+        license: { name: 'Proprietary' },
       },
       servers: [{ url: config.ISSUER }],
+      tags: OPENAPI_TAGS,
       components: {
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
@@ -167,6 +200,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, index) => (json.$id as string) || `def-${index}`,
     },
+    // Every operation gets a stable operationId from its method and path.
+    transform: ({ schema, url, route }) => ({
+      schema: { ...schema, operationId: schema?.operationId ?? operationId(String(route.method), url) },
+      url,
+    }),
   })
   await app.register(fastifySwaggerUi, {
     routePrefix: '/docs',

@@ -48,3 +48,23 @@ t.test('the document describes the contract', async (t) => {
   ])
   t.same(document.paths['/v1/me'].get.security, [{ bearer: [] }])
 })
+
+t.test('openapi.yaml passes Spectral’s OpenAPI ruleset, warnings included', async (t) => {
+  const { execFile } = await import('node:child_process')
+  const root = new URL('..', import.meta.url)
+  const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
+    execFile(
+      'node_modules/.bin/spectral',
+      ['lint', 'openapi.yaml', '--ruleset', '.spectral.yaml', '--fail-severity', 'warn', '--format', 'text'],
+      { cwd: root, timeout: 90_000 },
+      (error, stdout, stderr) => resolve({ code: error ? (error.code as number) : 0, output: stdout + stderr }),
+    )
+  })
+  t.equal(result.code, 0, result.output)
+})
+
+t.test('openapi.yaml validates with @readme/openapi-parser', async (t) => {
+  const { validate } = await import('@readme/openapi-parser')
+  const result = await validate(new URL('../openapi.yaml', import.meta.url).pathname)
+  t.same(result, { valid: true, warnings: [], specification: 'OpenAPI' })
+})

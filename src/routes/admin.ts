@@ -46,7 +46,8 @@ const Cursor = Type.Optional(
   Type.String({ maxLength: 512, description: 'next_cursor of the previous page (opaque)' }),
 )
 const UserId = Type.Object({ id: Uuid })
-const bearer = (scope: string) => [{ bearer: [scope] }]
+/** An http bearer scheme has no scopes in OpenAPI: each description names the role and scope. */
+const bearer = (_scope: string) => [{ bearer: [] }]
 
 /**
  * The administration API. Every route needs the `admin` role and the scope named in the
@@ -66,7 +67,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['admin'],
         summary: 'List and search users',
         description:
-          'Ordered by email (case-insensitive), a stable order; `email` keeps the users whose email starts with it. Pages are at most `limit` long; pass `next_cursor` back as `cursor` for the next one (null on the last page).',
+          'Needs the admin role and scope admin:users. Ordered by email (case-insensitive), a stable order; `email` keeps the users whose email starts with it. Pages are at most `limit` long; pass `next_cursor` back as `cursor` for the next one (null on the last page).',
         security: bearer('admin:users'),
         querystring: Type.Object(
           {
@@ -96,6 +97,8 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['admin'],
         summary: 'One user',
+        description:
+          'Needs the admin role and scope admin:users. Roles, status, email verification, MFA, last login and live session count.',
         security: bearer('admin:users'),
         params: UserId,
         response: { 200: UserDetail, ...problems(400, 401, 403, 404, 429, 503) },
@@ -148,7 +151,8 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['admin'],
         summary: 'End every session of a user',
-        description: 'Refresh tokens and access tokens of those sessions stop working at once.',
+        description:
+          'Needs the admin role and scope admin:users. Refresh tokens and access tokens of those sessions stop working at once.',
         security: bearer('admin:users'),
         params: UserId,
         response: { 204: Type.Null(), ...problems(400, 401, 403, 404, 429, 503) },
@@ -168,7 +172,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['admin'],
         summary: 'Introduce a new signing key',
         description:
-          'The new key is in the JWKS at once and signs from activates_at (now + JWKS_MAX_AGE); the key it replaces keeps verifying for ACCESS_TOKEN_TTL after that.',
+          'Needs the admin role and scope admin:keys. The new key is in the JWKS at once and signs from activates_at (now + JWKS_MAX_AGE); the key it replaces keeps verifying for ACCESS_TOKEN_TTL after that.',
         security: bearer('admin:keys'),
         response: {
           200: Type.Object({ kid: Type.String(), activates_at: Timestamp }),
@@ -190,7 +194,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['admin'],
         summary: 'The audit log',
         description:
-          'Newest first. Filters: user_id (whom the event concerns), type, since and until (inclusive, RFC 3339). Events are kept AUDIT_RETENTION_DAYS days.',
+          'Needs the admin role and scope admin:audit. Newest first. Filters: user_id (whom the event concerns), type, since and until (inclusive, RFC 3339). Events are kept AUDIT_RETENTION_DAYS days.',
         security: bearer('admin:audit'),
         querystring: Type.Object(
           {

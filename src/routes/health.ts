@@ -18,7 +18,14 @@ const Readiness = Type.Object(
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/healthz',
-    { schema: { tags: ['operations'], summary: 'Liveness', response: { 200: Status } } },
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Liveness',
+        description: 'Answers 200 while the process runs; it checks nothing else.',
+        response: { 200: Status },
+      },
+    },
     async () => ({ status: 'ok' as const }),
   )
 
@@ -28,6 +35,8 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['operations'],
         summary: 'Readiness: database and Redis',
+        description:
+          'Checks PostgreSQL and Redis. 200 when both answer; 503 with Retry-After naming the one that is down (take the instance out of the load balancer).',
         response: { 200: Readiness, 503: Type.Ref('Problem') },
       },
     },

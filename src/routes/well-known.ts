@@ -29,7 +29,15 @@ const wellKnownRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get(
     '/.well-known/jwks.json',
-    { schema: { tags: ['discovery'], summary: 'Signing keys (JWKS)', response: { 200: Jwks } } },
+    {
+      schema: {
+        tags: ['discovery'],
+        summary: 'Signing keys (JWKS)',
+        description:
+          'RFC 7517 key set: every key that signs now or whose tokens may still be live, and the next key before it signs. Cache it for at most the Cache-Control max-age (JWKS_MAX_AGE); refetch on an unknown kid.',
+        response: { 200: Jwks },
+      },
+    },
     async (_request, reply) => {
       reply.header('cache-control', `public, max-age=${JWKS_MAX_AGE}`)
       return keyRing.jwks() as { keys: { kty: string }[] }
@@ -42,6 +50,8 @@ const wellKnownRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['discovery'],
         summary: 'Authorization server metadata (RFC 8414)',
+        description:
+          'Issuer, JWKS URI, token and revocation endpoints, supported grants (authorization_code for the social-login hand-off, refresh_token) and PKCE methods.',
         response: { 200: AuthorizationServerMetadata },
       },
     },

@@ -35,6 +35,8 @@ const signupRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['sign-up'],
         summary: 'Verify an email address with the token from the email',
+        description:
+          '204 once verified; a bad, spent or expired token is 400 invalid_token. Opening the emailed link does not verify: the page posts the token here.',
         body: Type.Object(
           { token: Type.String({ minLength: 1, maxLength: 512 }) },
           { additionalProperties: false },

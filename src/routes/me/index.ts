@@ -37,6 +37,8 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['me'],
         summary: 'The signed-in user',
+        description:
+          'Needs scope profile. Profile, MFA status and linked social identities (provider and subject, never their tokens).',
         security: bearer,
         response: { 200: Me, ...problems(401, 403) },
       },
@@ -131,6 +133,8 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['me'],
         summary: 'The live sessions of the signed-in user',
+        description:
+          'Needs scope sessions. Newest first; `current` marks the session of the token used. Pages with limit and cursor (next_cursor).',
         security: bearer,
         querystring: Type.Object(
           {
@@ -192,6 +196,7 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['me'],
         summary: 'End every session but the current one',
+        description: 'Needs scope sessions. Their refresh tokens and access tokens stop working at once.',
         security: bearer,
         response: { 204: Type.Null(), ...problems(401, 403) },
       },
