@@ -57,7 +57,8 @@ t.test('openapi.yaml passes Spectral’s OpenAPI ruleset, warnings included', as
       'node_modules/.bin/spectral',
       ['lint', 'openapi.yaml', '--ruleset', '.spectral.yaml', '--fail-severity', 'warn', '--format', 'text'],
       { cwd: root, timeout: 90_000 },
-      (error, stdout, stderr) => resolve({ code: error ? (error.code as number) : 0, output: stdout + stderr }),
+      (error, stdout, stderr) =>
+        resolve({ code: error ? (error.code as number) : 0, output: stdout + stderr }),
     )
   })
   t.equal(result.code, 0, result.output)
