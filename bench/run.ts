@@ -61,6 +61,8 @@ interface ReadyLine {
   port: number
   token?: string
   emails?: string[]
+  refreshTokens?: string[]
+  clientId?: string
 }
 
 interface Server {
@@ -302,10 +304,14 @@ interface Chain {
  * is reset before every request when `requests` has one entry, so the chain lives in the
  * closures given to each client through `setupClient` → `client.setRequests`.
  */
-function refreshLoad(chains: Chain[], onFailure: (message: string) => void): Load {
+function refreshLoad(
+  chains: Chain[],
+  onFailure: (message: string) => void,
+  endpoint: { path: string; extra: string } = { path: '/v1/auth/token', extra: '' },
+): Load {
   const unclaimed = [...chains]
   return {
-    path: '/v1/auth/token',
+    path: endpoint.path,
     method: 'POST',
     connections: chains.length,
     setupClient(client) {
@@ -314,11 +320,11 @@ function refreshLoad(chains: Chain[], onFailure: (message: string) => void): Loa
       client.setRequests([
         {
           method: 'POST',
-          path: '/v1/auth/token',
+          path: endpoint.path,
           headers: { 'content-type': 'application/x-www-form-urlencoded' },
           setupRequest: (request) => ({
             ...request,
-            body: `grant_type=refresh_token&refresh_token=${encodeURIComponent(chain.token)}`,
+            body: `grant_type=refresh_token&refresh_token=${encodeURIComponent(chain.token)}${endpoint.extra}`,
           }),
           onResponse: (status, body) => {
             let next: unknown
@@ -346,6 +352,63 @@ function refreshLoad(chains: Chain[], onFailure: (message: string) => void): Loa
 // its hundreds of answers per second does not delay the event loop that times GET /v1/me.
 
 const FLOODED = 'GET /v1/me (login flood)'
+const PEER_REFRESH = 'oidc-provider refresh (peer)'
+const SIGN_IN_PROCESS = 'jose RS256 sign, in-process'
+/** In flight at once for the in-process signing ceiling. */
+const SIGN_IN_FLIGHT = 8
+
+/**
+ * The signing ceiling: jose signs access-token claims with RS256 (RSA 2048, a WebCrypto key as
+ * the key ring uses) in this process, SIGN_IN_FLIGHT at a time, no HTTP. What a refresh can at
+ * most approach, since each one signs an access token.
+ */
+async function signInProcess(): Promise<Outcome> {
+  const { SignJWT, generateKeyPair } = await import('jose')
+  const { privateKey } = await generateKeyPair('RS256', { modulusLength: 2048 })
+  const sign = () =>
+    new SignJWT({ scope: 'profile sessions', roles: ['user'], sid: 'bench', amr: ['pwd'] })
+      .setProtectedHeader({ alg: 'RS256', kid: 'bench', typ: 'at+jwt' })
+      .setIssuer('http://latchkey.bench')
+      .setSubject('bench')
+      .setAudience('http://latchkey.bench')
+      .setIssuedAt()
+      .setExpirationTime('15m')
+      .setJti('bench')
+      .sign(privateKey)
+  const run = async (seconds: number) => {
+    let count = 0
+    const deadline = performance.now() + seconds * 1000
+    await Promise.all(
+      Array.from({ length: SIGN_IN_FLIGHT }, async () => {
+        while (performance.now() < deadline) {
+          await sign()
+          count++
+        }
+      }),
+    )
+    return count
+  }
+  log(`${SIGN_IN_PROCESS}: warming up ${WARMUP} s, measuring ${DURATION} s`)
+  if (WARMUP > 0) await run(WARMUP)
+  const count = await run(DURATION)
+  return {
+    name: SIGN_IN_PROCESS,
+    warmupFailures: 0,
+    measurement: {
+      seconds: DURATION,
+      connections: SIGN_IN_FLIGHT,
+      requestsPerSecond: count / DURATION,
+      p50: Number.NaN,
+      p99: Number.NaN,
+      total: count,
+      non2xx: 0,
+      errors: 0,
+      timeouts: 0,
+      statusCodes: {},
+      latency: {},
+    },
+  }
+}
 /** The flood's answers that are its point: verified (401 wrong password, 200) or shed (503). */
 const FLOOD_EXPECTED = new Set(['200', '401', '503'])
 
@@ -633,6 +696,30 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
     outcomes.push(outcome)
   })
 
+  // The peer: oidc-provider's refresh grant (rotation, RS256 JWT access tokens), same load.
+  await withServer('oidc-provider', { BENCH_USERS: String(CHAINS * 2) }, async ({ ready }) => {
+    const tokens = ready.refreshTokens!
+    const chainsOf = (list: string[]): Chain[] => list.map((token) => ({ token, rotations: 0, failures: 0 }))
+    const warmChains = WARMUP > 0 ? chainsOf(tokens.slice(0, CHAINS)) : []
+    const chains = chainsOf(tokens.slice(CHAINS, CHAINS * 2))
+    let firstError: string | undefined
+    const sets = WARMUP > 0 ? [warmChains, chains] : [chains]
+    const outcome = await scenario(PEER_REFRESH, ready.port, () =>
+      refreshLoad(
+        sets.shift() ?? [],
+        (message) => {
+          firstError ??= message
+        },
+        { path: '/token', extra: `&client_id=${ready.clientId}` },
+      ),
+    )
+    const broken = chains.filter((chain) => chain.failures > 0 || chain.rotations === 0)
+    outcome.brokenChains = { broken: broken.length, of: chains.length, ...(firstError ? { firstError } : {}) }
+    outcomes.push(outcome)
+  })
+
+  outcomes.push(await signInProcess())
+
   await withServer('product', productEnv(LOGIN_CONNECTIONS), async ({ ready }) => {
     const bodies = ready.emails!.map((email) => JSON.stringify({ email, password }))
     outcomes.push(
@@ -667,7 +754,8 @@ const RATIOS: Record<string, string[]> = {
   'jose RS256 sign': ['bare GET /'],
   'GET /v1/me': ['bare GET /', 'jose RS256 verify'],
   [FLOODED]: ['GET /v1/me'],
-  'POST /v1/auth/token (refresh)': ['jose RS256 sign'],
+  'POST /v1/auth/token (refresh)': ['jose RS256 sign', SIGN_IN_PROCESS, PEER_REFRESH],
+  [PEER_REFRESH]: [SIGN_IN_PROCESS],
   'POST /v1/auth/login (argon2id)': ['bare GET /'],
 }
 
@@ -676,6 +764,8 @@ const SHORT: Record<string, string> = {
   'jose RS256 verify': 'jose verify',
   'jose RS256 sign': 'jose sign',
   'GET /v1/me': 'idle',
+  [SIGN_IN_PROCESS]: 'in-process sign',
+  [PEER_REFRESH]: 'oidc-provider',
 }
 
 function ratios(outcome: Outcome, all: Outcome[]): string {
@@ -798,6 +888,46 @@ function floodSummary(flood: FloodResult): string {
     .join('; ')
 }
 
+/** The performance targets, each a ratio between two measurements of this run. */
+function targets(outcomes: Outcome[]): string[][] {
+  const rps = (name: string) =>
+    outcomes.find((o) => o.name === name)?.measurement.requestsPerSecond ?? Number.NaN
+  const idle = outcomes.find((o) => o.name === 'GET /v1/me')?.measurement
+  const flooded = outcomes.find((o) => o.name === FLOODED)?.measurement
+  const rows: [string, number, string, boolean][] = [
+    [
+      `refresh / in-process RS256 sign (${SIGN_IN_FLIGHT} in flight)`,
+      rps('POST /v1/auth/token (refresh)') / rps(SIGN_IN_PROCESS),
+      '>= 0.75',
+      rps('POST /v1/auth/token (refresh)') / rps(SIGN_IN_PROCESS) >= 0.75,
+    ],
+    [
+      'refresh / oidc-provider refresh',
+      rps('POST /v1/auth/token (refresh)') / rps(PEER_REFRESH),
+      '>= 2',
+      rps('POST /v1/auth/token (refresh)') / rps(PEER_REFRESH) >= 2,
+    ],
+    [
+      'GET /v1/me / bare Fastify + jose verify',
+      rps('GET /v1/me') / rps('jose RS256 verify'),
+      '>= 0.7',
+      rps('GET /v1/me') / rps('jose RS256 verify') >= 0.7,
+    ],
+  ]
+  if (idle && flooded) {
+    const throughput = flooded.requestsPerSecond / idle.requestsPerSecond
+    const p99 = flooded.p99 / idle.p99
+    rows.push(['GET /v1/me under login flood / idle, req/s', throughput, '>= 0.5', throughput >= 0.5])
+    rows.push(['GET /v1/me under login flood / idle, p99', p99, '<= 3', p99 <= 3])
+  }
+  return rows.map(([name, value, goal, met]) => [
+    name,
+    fmt.ratio(value),
+    goal,
+    Number.isFinite(value) && met ? 'yes' : 'no',
+  ])
+}
+
 function table(header: string[], rows: string[][], align: ('l' | 'r')[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
   const line = (cells: string[]) =>
@@ -826,13 +956,16 @@ function report(outcomes: Outcome[]): number {
       ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     ),
   )
-  const refresh = outcomes.find((o) => o.brokenChains)
-  if (refresh?.brokenChains) {
+  for (const refresh of outcomes.filter((o) => o.brokenChains)) {
+    if (!refresh.brokenChains) continue
     out()
     out(
-      `refresh chains: ${refresh.brokenChains.of - refresh.brokenChains.broken}/${refresh.brokenChains.of} intact`,
+      `${refresh.name}: chains ${refresh.brokenChains.of - refresh.brokenChains.broken}/${refresh.brokenChains.of} intact`,
     )
   }
+  out()
+  out('targets (ratios measured in this run):')
+  out(table(['target', 'measured', 'goal', 'met'], targets(outcomes), ['l', 'r', 'r', 'l']))
   const flooded = outcomes.find((o) => o.flood)
   const idle = outcomes.find((o) => o.name === 'GET /v1/me')
   if (flooded?.flood) {

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { generateKeyPair, jwtVerify, SignJWT } from 'jose'
+import { exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose'
+import Provider from 'oidc-provider'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 
@@ -13,6 +15,8 @@ import { loadConfig } from '../src/config.js'
  *   jose-sign    GET /sign        jose SignJWT (RS256, CryptoKey) of access-token claims (baseline B)
  *   product      the whole API (buildApp) on PostgreSQL and Redis, with BENCH_USERS users seeded
  *                and the rate limits (RATE_LIMIT_LOGIN_IP, _LOGIN_ACCOUNT, _DEFAULT) set out of reach
+ *   oidc-provider  the peer: panva's oidc-provider (in-memory adapter) answering the refresh-token
+ *                grant with rotation and RS256 JWT access tokens, BENCH_USERS refresh tokens seeded
  *
  * It listens on 127.0.0.1, port 0, and writes one JSON line `{"bench":"ready","port":...}` to
  * stdout (any other stdout line is a log line). SIGTERM or SIGINT closes it.
@@ -29,6 +33,16 @@ interface Ready {
   token?: string
   /** product: the seeded users' emails (password BENCH_PASSWORD). */
   emails?: string[]
+  /** oidc-provider: one refresh token per chain, and the client to name. */
+  refreshTokens?: string[]
+  clientId?: string
+}
+
+/** A benchmark target: a Fastify app, or a plain Node server (the peer, which is Koa). */
+interface Target {
+  app?: FastifyInstance
+  server?: Server
+  ready: Omit<Ready, 'port'>
 }
 
 function required(name: string): string {
@@ -143,8 +157,77 @@ async function product(): Promise<{ app: FastifyInstance; ready: Omit<Ready, 'po
   return { app, ready: { emails } }
 }
 
+/**
+ * The peer: oidc-provider's refresh-token grant, configured as close to Latchkey's as it goes:
+ * rotation on every use, RS256 JWT access tokens (resource indicators with a JWT resource
+ * server), a public first-party client, the in-memory adapter (faster than any real store).
+ */
+async function peerOidcProvider(): Promise<Target> {
+  const { privateKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true })
+  const jwk = { ...(await exportJWK(privateKey)), kid: 'bench', alg: 'RS256', use: 'sig' }
+  const resource = 'urn:latchkey:bench'
+  const clientId = 'bench'
+  const provider = new Provider(ISSUER, {
+    clients: [
+      {
+        client_id: clientId,
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: ['http://127.0.0.1/callback'],
+      },
+    ],
+    jwks: { keys: [jwk] },
+    findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
+    features: {
+      devInteractions: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => resource,
+        useGrantedResource: () => true,
+        getResourceServerInfo: () => ({
+          scope: 'profile sessions',
+          audience: resource,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: 900,
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+      },
+    },
+    rotateRefreshToken: true,
+    ttl: { RefreshToken: 86_400, AccessToken: 900, Grant: 86_400, Session: 86_400 },
+  })
+  const client = await provider.Client.find(clientId)
+  if (!client) throw new Error('no bench client')
+  const count = Number(process.env.BENCH_USERS ?? '0')
+  const refreshTokens: string[] = []
+  const now = Math.floor(Date.now() / 1000)
+  for (let i = 0; i < count; i++) {
+    const accountId = `bench-${i}`
+    const grant = new provider.Grant({ accountId, clientId })
+    grant.addOIDCScope('offline_access')
+    grant.addResourceScope(resource, 'profile sessions')
+    const grantId = await grant.save()
+    const token = new provider.RefreshToken({
+      client,
+      accountId,
+      grantId,
+      scope: 'offline_access profile sessions',
+      resource,
+      gty: 'authorization_code',
+      authTime: now,
+      iiat: now,
+      rotations: 0,
+    } as never)
+    refreshTokens.push(await token.save())
+  }
+  const server = createServer(provider.callback())
+  return { server, ready: { refreshTokens, clientId } }
+}
+
 const scenarios = {
   bare,
+  'oidc-provider': peerOidcProvider,
   'jose-verify': joseVerify,
   'jose-sign': joseSign,
   product,
@@ -156,20 +239,22 @@ async function main(): Promise<void> {
     process.stderr.write(`usage: tsx bench/server.ts <${Object.keys(scenarios).join('|')}>\n`)
     process.exit(64)
   }
-  const { app, ready } = await scenarios[name as keyof typeof scenarios]()
+  const { app, server, ready } = (await scenarios[name as keyof typeof scenarios]()) as Target
 
   let closing = false
   const close = async () => {
     if (closing) return
     closing = true
-    await app.close().catch(() => {})
+    await app?.close().catch(() => {})
+    server?.close()
     process.exit(0)
   }
   process.on('SIGTERM', close)
   process.on('SIGINT', close)
 
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
+  if (app) await app.listen({ host: '127.0.0.1', port: 0 })
+  else await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve))
+  const address = (app?.server ?? server)?.address()
   if (!address || typeof address === 'string') throw new Error('no TCP address')
   const line: Ready = { port: address.port, ...ready }
   process.stdout.write(`${JSON.stringify({ bench: 'ready', ...line })}\n`)
