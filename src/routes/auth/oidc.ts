@@ -44,7 +44,6 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/oidc/:provider/authorize',
     {
-      onRequest: app.rateLimits.loginIp,
       schema: {
         tags: ['social login'],
         summary: 'Start a social sign-in (browser)',
