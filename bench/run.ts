@@ -100,7 +100,11 @@ const children = new Set<ChildProcess>()
 function startServer(kind: string, env: Record<string, string> = {}, quiet = false): Promise<Server> {
   // `node --import tsx` is what the tsx CLI does, minus its extra supervising process: the pid
   // we signal is the server itself.
-  const child = spawn(process.execPath, ['--import', 'tsx', SERVER, kind], {
+  // BENCH_CPU_PROF=<dir>: each server writes a V8 CPU profile there when it stops.
+  const profile = process.env.BENCH_CPU_PROF
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+    : []
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', SERVER, kind], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

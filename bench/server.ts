@@ -15,7 +15,7 @@ import { loadConfig } from '../src/config.js'
  *   jose-sign    GET /sign        jose SignJWT (RS256, CryptoKey) of access-token claims (baseline B)
  *   product      the whole API (buildApp) on PostgreSQL and Redis, with BENCH_USERS users seeded
  *                and the rate limits (RATE_LIMIT_LOGIN_IP, _LOGIN_ACCOUNT, _DEFAULT) set out of reach
- *   oidc-provider  the peer: panva's oidc-provider (in-memory adapter) answering the refresh-token
+ *   oidc-provider  the peer: panva's oidc-provider (storage in Maps) answering the refresh-token
  *                grant with rotation and RS256 JWT access tokens, BENCH_USERS refresh tokens seeded
  *
  * It listens on 127.0.0.1, port 0, and writes one JSON line `{"bench":"ready","port":...}` to
@@ -158,9 +158,63 @@ async function product(): Promise<{ app: FastifyInstance; ready: Omit<Ready, 'po
 }
 
 /**
+ * oidc-provider's storage for the benchmark: plain Maps. (Its built-in development adapter is an
+ * LRU of 1,000 entries, which evicts the grants after about a thousand rotations.)
+ */
+class MapAdapter {
+  static readonly stores = new Map<
+    string,
+    Map<string, { payload: Record<string, unknown>; expiresAt: number }>
+  >()
+  readonly #store: Map<string, { payload: Record<string, unknown>; expiresAt: number }>
+
+  constructor(name: string) {
+    let store = MapAdapter.stores.get(name)
+    if (!store) {
+      store = new Map()
+      MapAdapter.stores.set(name, store)
+    }
+    this.#store = store
+  }
+
+  async upsert(id: string, payload: Record<string, unknown>, expiresIn: number) {
+    this.#store.set(id, { payload, expiresAt: Date.now() + expiresIn * 1000 })
+  }
+
+  async find(id: string) {
+    const entry = this.#store.get(id)
+    if (!entry || entry.expiresAt < Date.now()) return undefined
+    return entry.payload
+  }
+
+  async findByUid(uid: string) {
+    for (const entry of this.#store.values()) if (entry.payload.uid === uid) return entry.payload
+    return undefined
+  }
+
+  async findByUserCode(userCode: string) {
+    for (const entry of this.#store.values()) if (entry.payload.userCode === userCode) return entry.payload
+    return undefined
+  }
+
+  async consume(id: string) {
+    const entry = this.#store.get(id)
+    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000)
+  }
+
+  async destroy(id: string) {
+    this.#store.delete(id)
+  }
+
+  async revokeByGrantId(grantId: string) {
+    for (const [id, entry] of this.#store) if (entry.payload.grantId === grantId) this.#store.delete(id)
+  }
+}
+
+/**
  * The peer: oidc-provider's refresh-token grant, configured as close to Latchkey's as it goes:
  * rotation on every use, RS256 JWT access tokens (resource indicators with a JWT resource
- * server), a public first-party client, the in-memory adapter (faster than any real store).
+ * server), a public first-party client, storage in Maps (faster than any real store).
  */
 async function peerOidcProvider(): Promise<Target> {
   const { privateKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true })
@@ -168,6 +222,7 @@ async function peerOidcProvider(): Promise<Target> {
   const resource = 'urn:latchkey:bench'
   const clientId = 'bench'
   const provider = new Provider(ISSUER, {
+    adapter: MapAdapter as never,
     clients: [
       {
         client_id: clientId,

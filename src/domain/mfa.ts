@@ -149,12 +149,6 @@ export class MfaService {
     return this.replaceRecoveryCodes(user)
   }
 
-  /** `{ totp, recovery_codes_left }` for GET /v1/me. */
-  async status(user: UserRow): Promise<{ totp: boolean; recovery_codes_left: number }> {
-    if (!hasMfa(user)) return { totp: false, recovery_codes_left: 0 }
-    return { totp: true, recovery_codes_left: await this.deps.recoveryCodes.countUnused(user.id) }
-  }
-
   /**
    * Parks a sign-in whose first factor succeeded: an opaque `mfa_token` (256 bits, stored as a
    * hash) bound to the user and this attempt, valid MFA_TOKEN_TTL. It is neither a JWT nor a

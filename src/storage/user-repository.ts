@@ -13,6 +13,31 @@ export class UserRepository {
     return row
   }
 
+  /**
+   * The user with what GET /v1/me shows besides: unused recovery codes and linked identities,
+   * in one round trip (the endpoint is on every app's start-up path).
+   */
+  async findProfile(
+    id: string,
+  ): Promise<
+    | { user: UserRow; recoveryCodesLeft: number; identities: { provider: string; subject: string }[] }
+    | undefined
+  > {
+    const [row] = await this.db
+      .select({
+        user: users,
+        recoveryCodesLeft: sql<number>`(select count(*)::int from recovery_codes where recovery_codes.user_id = "users"."id" and recovery_codes.used_at is null)`,
+        identities: sql<
+          { provider: string; subject: string }[]
+        >`coalesce((select json_agg(json_build_object('provider', identities.provider, 'subject', identities.subject) order by identities.created_at, identities.provider) from identities where identities.user_id = "users"."id"), '[]'::json)`,
+      })
+      .from(users)
+      .where(eq(users.id, id))
+      .limit(1)
+    if (!row) return undefined
+    return { user: row.user, recoveryCodesLeft: Number(row.recoveryCodesLeft), identities: row.identities }
+  }
+
   async findByEmail(email: string): Promise<UserRow | undefined> {
     const [row] = await this.db
       .select()

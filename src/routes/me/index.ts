@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
+import { hasMfa } from '../../domain/mfa.js'
 import { ProblemError } from '../../errors.js'
 import { Password, problems, Uuid } from '../../schemas/common.js'
 import { actorOf, noStore, requestContext } from '../context.js'
@@ -28,7 +29,7 @@ const bearer = [{ bearer: [] }]
 
 /** The signed-in user: profile and sessions. Ownership: a user sees and ends only their own. */
 const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { users, sessions, accounts, mfa, identities, socialLogin } = app.services
+  const { users, sessions, accounts, socialLogin } = app.services
 
   app.get(
     '',
@@ -45,19 +46,17 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       noStore(reply)
-      const user = await users.findById(request.user.sub)
-      if (!user)
+      const profile = await users.findProfile(request.user.sub)
+      if (!profile)
         throw new ProblemError('invalid_token', { status: 401, detail: 'The account no longer exists' })
+      const { user } = profile
       return {
         id: user.id,
         email: user.email,
         email_verified: user.emailVerifiedAt !== null,
         roles: user.roles,
-        mfa: await mfa.status(user),
-        identities: (await identities.listForUser(user.id)).map((identity) => ({
-          provider: identity.provider,
-          subject: identity.subject,
-        })),
+        mfa: { totp: hasMfa(user), recovery_codes_left: hasMfa(user) ? profile.recoveryCodesLeft : 0 },
+        identities: profile.identities,
         created_at: user.createdAt.toISOString(),
       }
     },
