@@ -13,6 +13,7 @@ import metricsPlugin from './plugins/app/metrics.js'
 import rateLimit from './plugins/app/rate-limit.js'
 import routes from './routes/index.js'
 import { OAuthErrorBody, Problem } from './schemas/common.js'
+import { documentResponseHeaders, OPENAPI_TAGS, operationId } from './schemas/openapi.js'
 import { createServices, type ServiceOverrides, type Services } from './services.js'
 
 declare module 'fastify' {
@@ -80,36 +81,6 @@ export const serializers = {
       userAgent: request.headers['user-agent'],
     }
   },
-}
-
-/** The OpenAPI document's tags, in the order integrators read them. */
-const OPENAPI_TAGS = [
-  { name: 'sign-up', description: 'Accounts and email verification' },
-  { name: 'sign-in', description: 'Password sign-in, MFA, re-authentication' },
-  { name: 'social login', description: 'Sign-in through OpenID Providers (web flow and native ID tokens)' },
-  { name: 'tokens', description: 'The OAuth token and revocation endpoints (RFC 6749, RFC 7009)' },
-  { name: 'password', description: 'Forgotten passwords' },
-  { name: 'me', description: 'The signed-in user: profile, password, sessions, identities' },
-  { name: 'mfa', description: 'TOTP enrolment and recovery codes' },
-  { name: 'admin', description: 'Administration: users, sessions, signing keys, audit log' },
-  { name: 'discovery', description: 'JWKS and authorization server metadata' },
-  { name: 'operations', description: 'Health, readiness and metrics' },
-]
-
-/** `POST /v1/me/sessions/{id}` → `postV1MeSessionsById`. */
-function operationId(method: string, url: string): string {
-  const words = url
-    .split('/')
-    .filter(Boolean)
-    .map((segment) =>
-      segment.startsWith(':') || segment.startsWith('{')
-        ? `By-${segment.replace(/[:{}]/g, '')}`
-        : segment.replace(/^\./, ''),
-    )
-    .flatMap((segment) => segment.split(/[-_.]/))
-    .filter(Boolean)
-    .map((word) => word[0]!.toUpperCase() + word.slice(1))
-  return method.toLowerCase() + words.join('')
 }
 
 /**
@@ -200,6 +171,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, index) => (json.$id as string) || `def-${index}`,
     },
+    transformObject: (document) =>
+      documentResponseHeaders((document as { openapiObject: Record<string, unknown> }).openapiObject),
     // Every operation gets a stable operationId from its method and path.
     transform: ({ schema, url, route }) => ({
       schema: { ...schema, operationId: schema?.operationId ?? operationId(String(route.method), url) },

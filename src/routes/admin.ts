@@ -128,7 +128,11 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
             ),
             disabled: Type.Optional(Type.Boolean()),
           },
-          { additionalProperties: false, minProperties: 1 },
+          {
+            additionalProperties: false,
+            minProperties: 1,
+            examples: [{ roles: ['admin'] }, { disabled: true }],
+          },
         ),
         response: { 200: UserDetail, ...problems(400, 401, 403, 404, 415, 429, 503) },
       },

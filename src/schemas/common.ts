@@ -24,7 +24,20 @@ export const Problem = Type.Object(
     errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }))),
     request_id: Type.String(),
   },
-  { $id: 'Problem', additionalProperties: true, description: 'RFC 9457 problem details' },
+  {
+    $id: 'Problem',
+    additionalProperties: true,
+    description: 'RFC 9457 problem details',
+    examples: [
+      {
+        type: 'urn:latchkey:error:invalid_credentials',
+        title: 'Invalid credentials',
+        status: 401,
+        code: 'invalid_credentials',
+        request_id: '0b6e5d1c-4a1f-4c4e-9a65-2f7f0c3d9e21',
+      },
+    ],
+  },
 )
 
 export const OAuthErrorBody = Type.Object(
@@ -43,7 +56,19 @@ export const TokenResponse = Type.Object(
     refresh_token: Type.Optional(Type.String({ description: 'Opaque; rotates on every use' })),
     scope: Type.String(),
   },
-  { $id: 'TokenResponse' },
+  {
+    $id: 'TokenResponse',
+    examples: [
+      {
+        access_token:
+          'eyJhbGciOiJSUzI1NiIsImtpZCI6Ii4uLiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl',
+        token_type: 'Bearer',
+        expires_in: 900,
+        refresh_token: '4f1c2a8e-6b7d-4e0a-9c3f-2d5e8a1b7c90.Qm9vbGVhbiBzZWNyZXQgb2YgMzIgYnl0ZXMgaGVyZQ',
+        scope: 'profile sessions',
+      },
+    ],
+  },
 )
 
 /** `{ 400: Problem, 401: Problem, ... }` for a route's documented error statuses. */

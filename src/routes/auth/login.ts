@@ -21,7 +21,10 @@ const LoginRequest = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    examples: [{ email: 'ada@example.com', password: 'correct horse battery staple 42!', remember: true }],
+  },
 )
 
 /** Password sign-in. */

@@ -187,7 +187,15 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
               Type.String({ maxLength: 512, description: 'Narrower than the roles grant' }),
             ),
           },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [
+              {
+                id_token: 'eyJhbGciOiJSUzI1NiIsImtpZCI6Ii4uLiJ9.eyJpc3MiOiIuLi4ifQ.c2ln',
+                nonce: 'n-0S6_WzA2Mj',
+              },
+            ],
+          },
         ),
         response: { 200: TokenResponse, ...problems(400, 401, 403, 404, 409, 415, 429, 503) },
       },

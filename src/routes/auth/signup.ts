@@ -19,7 +19,13 @@ const signupRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Create an account',
         description:
           'Always 202 with the same body, whether or not the address is taken; the owner of a taken address gets an "account exists" email instead of a verification link.',
-        body: Type.Object({ email: Email, password: Password }, { additionalProperties: false }),
+        body: Type.Object(
+          { email: Email, password: Password },
+          {
+            additionalProperties: false,
+            examples: [{ email: 'ada@example.com', password: 'correct horse battery staple 42!' }],
+          },
+        ),
         response: { 202: Accepted, ...problems(400, 415, 422, 429) },
       },
     },

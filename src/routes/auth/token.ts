@@ -42,7 +42,20 @@ const TokenRequest = Type.Object(
     ),
     client_id: Type.Optional(Type.String({ maxLength: 256 })),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    examples: [
+      {
+        grant_type: 'refresh_token',
+        refresh_token: '4f1c2a8e-6b7d-4e0a-9c3f-2d5e8a1b7c90.Qm9vbGVhbiBzZWNyZXQgb2YgMzIgYnl0ZXMgaGVyZQ',
+      },
+      {
+        grant_type: 'authorization_code',
+        code: 'tY7zvK1lX0qJ9mN3bP5rS8uW2yA4cE6gH1iK3mO5qS7',
+        code_verifier: 'dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk',
+      },
+    ],
+  },
 )
 
 const RevokeRequest = Type.Object(
