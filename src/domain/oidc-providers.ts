@@ -214,8 +214,21 @@ export class OidcProviders {
         cause: error,
       })
     }
-    configuration.timeout = PROVIDER_TIMEOUT_SECONDS
     const metadata = configuration.serverMetadata()
+    // client_secret_basic is OpenID Connect's default and what most providers register clients
+    // with; client_secret_post only when the provider does not offer basic (Sign in with Apple).
+    const methods = metadata.token_endpoint_auth_methods_supported ?? ['client_secret_basic']
+    if (methods.includes('client_secret_basic')) {
+      configuration = new client.Configuration(
+        metadata,
+        provider.clientId,
+        provider.clientSecret,
+        client.ClientSecretBasic(provider.clientSecret),
+      )
+      if (this.#allowHttp && provider.issuer.startsWith('http://'))
+        client.allowInsecureRequests(configuration)
+    }
+    configuration.timeout = PROVIDER_TIMEOUT_SECONDS
     if (!metadata.jwks_uri) {
       throw new ProblemError('service_unavailable', {
         detail: `The identity provider "${provider.id}" publishes no keys`,

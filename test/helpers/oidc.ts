@@ -104,10 +104,12 @@ export async function startOpenIdProvider(
         redirect_uris: providerIds.map((id) => `${appBase}/v1/auth/oidc/${id}/callback`),
         grant_types: ['authorization_code'],
         response_types: ['code'],
-        token_endpoint_auth_method: 'client_secret_post',
+        // oidc-provider's default, as most providers register clients: client_secret_basic.
       },
     ],
     jwks: { keys: [key.privateJwk] },
+    // Basic only, as some providers (Okta) enforce; the scripted provider below is post only.
+    clientAuthMethods: ['client_secret_basic'],
     findAccount: (_ctx, sub) => {
       const account = accounts.get(sub)
       if (!account) return undefined
@@ -208,6 +210,11 @@ export async function startScriptedProvider(t: Test): Promise<ScriptedProvider> 
       })
       req.on('end', () => {
         const form = new URLSearchParams(body)
+        // This provider offers client_secret_post only: the secret must come in the body.
+        if (form.get('client_secret') !== CLIENT_SECRET || req.headers.authorization) {
+          send(401, { error: 'invalid_client' })
+          return
+        }
         const nonce = form.get('code') ?? ''
         scripted.nextIdToken(nonce).then(
           (idToken) =>
