@@ -8,6 +8,7 @@ import { stdSerializers } from 'pino'
 import type { Config } from './config.js'
 import authenticate from './plugins/app/authenticate.js'
 import browser from './plugins/app/browser.js'
+import deadline from './plugins/app/deadline.js'
 import errorHandler from './plugins/app/error-handler.js'
 import metricsPlugin from './plugins/app/metrics.js'
 import rateLimit from './plugins/app/rate-limit.js'
@@ -146,6 +147,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.addSchema(OAuthErrorBody)
 
   await app.register(errorHandler)
+  await app.register(deadline)
   // First, so that every answer (rate-limited and failed ones too) has the security headers.
   await app.register(browser)
   await app.register(fastifySwagger, {

@@ -191,6 +191,7 @@ export const ConfigSchema = Type.Object({
     }),
   ),
   SHUTDOWN_TIMEOUT: Seconds(10, 'seconds to finish in-flight requests on SIGTERM'),
+  REQUEST_TIMEOUT: Seconds(15, 'a request not answered by then gets 503 (nothing waits forever)'),
 })
 
 type Settings = StaticDecode<typeof ConfigSchema>

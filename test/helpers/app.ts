@@ -66,7 +66,12 @@ export async function createTestDatabase(t: Test): Promise<string | undefined> {
   await admin.end()
   t.teardown(async () => {
     const cleanup = postgres(testDatabaseUrl!, { max: 1, onnotice: () => {} })
-    await cleanup.unsafe(`drop database if exists ${name} with (force)`)
+    try {
+      await cleanup.unsafe(`drop database if exists ${name} with (force)`)
+    } catch (e) {
+      console.error('DROP FAILED', e)
+      throw e
+    }
     await cleanup.end()
   })
   const url = new URL(testDatabaseUrl)
@@ -131,7 +136,12 @@ export async function build(
     if (!t.passing()) {
       for (const line of logs.lines) if (JSON.parse(line).level >= 40) t.comment(line.slice(0, 2000))
     }
-    await app.close()
+    try {
+      await app.close()
+    } catch (e) {
+      console.error('CLOSE FAILED', e)
+      throw e
+    }
     if (!overrides.redisPrefix) await deleteRedisPrefix(redisPrefix)
     // Across the whole suite: no access token, refresh token or test password in any log line.
     // (Thrown, not asserted: the test has ended; tap reports a teardown error as a failure.)
@@ -142,7 +152,14 @@ export async function build(
       [/\$argon2id\$/, 'a password hash'],
     ] as const
     for (const [pattern, what] of leaks) {
-      if (pattern.test(logs.text)) throw new Error(`${what} reached the logs`)
+      if (pattern.test(logs.text)) {
+        console.error(
+          'LEAK',
+          what,
+          logs.lines.filter((l) => pattern.test(l)).map((l) => l.slice(0, 600)),
+        )
+        throw new Error(`${what} reached the logs`)
+      }
     }
   })
   return { app, config, logs, databaseUrl, redisPrefix }

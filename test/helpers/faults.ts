@@ -85,15 +85,20 @@ export async function startOwnRedis(t: Test): Promise<OwnRedis> {
 export interface CuttableProxy {
   port: number
   cut(): void
+  /** Like cut, but new connections are accepted and then closed cleanly (FIN), as a proxy in
+   * front of a dead server may do. */
+  cutQuietly(): void
   restore(): void
 }
 
 export async function startProxy(t: Test, target: { host: string; port: number }): Promise<CuttableProxy> {
   const sockets = new Set<Socket>()
   let open = true
+  let quiet = false
   const server: Server = createServer((client) => {
     if (!open) {
-      client.resetAndDestroy()
+      if (quiet) client.end()
+      else client.resetAndDestroy()
       return
     }
     const upstream = connect(target.port, target.host)
@@ -122,6 +127,12 @@ export async function startProxy(t: Test, target: { host: string; port: number }
     port: address.port,
     cut() {
       open = false
+      quiet = false
+      for (const socket of sockets) socket.resetAndDestroy()
+    },
+    cutQuietly() {
+      open = false
+      quiet = true
       for (const socket of sockets) socket.resetAndDestroy()
     },
     restore() {
