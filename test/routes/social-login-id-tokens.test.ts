@@ -32,6 +32,13 @@ t.test('ID token validation, native and web', async (t) => {
         client_secret: CLIENT_SECRET,
         require_nonce: true,
       },
+      {
+        id: 'workspace',
+        issuer: op.issuer,
+        client_id: CLIENT_ID,
+        client_secret: CLIENT_SECRET,
+        allowed_domains: ['corp.example'],
+      },
       { id: 'scripted', issuer: scripted.issuer, client_id: CLIENT_ID, client_secret: CLIENT_SECRET },
       { id: 'down', issuer: 'http://127.0.0.1:9', client_id: CLIENT_ID, client_secret: CLIENT_SECRET },
     ]),
@@ -168,6 +175,29 @@ t.test('ID token validation, native and web', async (t) => {
     t.equal(apple.statusCode, 200, 'Apple sends email_verified as a string')
     const bare = await native(await signIdToken(op.key, claims({ email_verified: undefined })))
     t.equal(bare.json().code, 'email_not_verified', 'an email nobody vouches for')
+
+    // allowed_domains: the email's domain, and a hosted-domain claim (`hd`) when there is one.
+    const workspace = async (extra: JWTPayload) =>
+      native(
+        await signIdToken(op.key, claims({ email: `${randomUUID()}@corp.example`, ...extra })),
+        {},
+        'workspace',
+      )
+    const otherHost = await workspace({ hd: 'other.example' })
+    t.equal(otherHost.statusCode, 403)
+    t.equal(
+      otherHost.json().code,
+      'domain_not_allowed',
+      'an address at the domain, but another hosted domain',
+    )
+    t.equal((await workspace({ hd: 'corp.example' })).statusCode, 200, 'the hosted domain matches')
+    t.equal((await workspace({})).statusCode, 200, 'no hd: the email domain decides (not Google)')
+    const outside = await native(
+      await signIdToken(op.key, claims({ email: 'someone@elsewhere.example' })),
+      {},
+      'workspace',
+    )
+    t.equal(outside.json().code, 'domain_not_allowed')
 
     const noEmail = await native(await signIdToken(op.key, claims({ email: undefined })))
     t.equal(noEmail.statusCode, 403)

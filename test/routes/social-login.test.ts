@@ -353,6 +353,23 @@ t.test('social login through a real OpenID Provider (oidc-provider)', async (t) 
     const linked = await signIn('op')
     const tokens = await exchange({ code: linked.target.searchParams.get('code')! })
     t.equal(decodeJwt(tokens.json().access_token).sub, carol!.id, 'linked to the password account')
+    const linkEvents = await app.services.administration.auditEvents({
+      userId: carol!.id,
+      type: 'identity.linked',
+      limit: 10,
+    })
+    t.match(linkEvents.items, [{ outcome: 'success', actor_id: carol!.id, details: { provider: 'op' } }])
+    const refusals = await app.services.administration.auditEvents({
+      userId: carol!.id,
+      type: 'auth.login_failed',
+      limit: 10,
+    })
+    t.ok(
+      refusals.items.some(
+        (event) => (event.details as { reason?: string }).reason === 'link_refused_unverified_email',
+      ),
+      'the refused link is in the audit log',
+    )
     const identities = await app.services.identities.listForUser(carol!.id)
     t.same(
       identities.map((identity) => [identity.provider, identity.issuer, identity.subject]),
@@ -439,6 +456,14 @@ t.test('social login through a real OpenID Provider (oidc-provider)', async (t) 
     const carolBearer = { authorization: `Bearer ${carol.json().access_token}` }
     const unlinked = await app.inject({ method: 'DELETE', url: '/v1/me/identities/op', headers: carolBearer })
     t.equal(unlinked.statusCode, 204)
+    const carolUser = await app.services.users.findByEmail('carol@example.com')
+    t.same(await app.services.identities.listForUser(carolUser!.id), [], 'the identity row is gone')
+    const unlinkEvents = await app.services.administration.auditEvents({
+      userId: carolUser!.id,
+      type: 'identity.unlinked',
+      limit: 10,
+    })
+    t.match(unlinkEvents.items, [{ actor_id: carolUser!.id, details: { provider: 'op' } }])
     const me = await app.inject({ method: 'GET', url: '/v1/me', headers: carolBearer })
     t.same(me.json().identities, [])
 
