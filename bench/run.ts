@@ -46,6 +46,12 @@ const LOGIN_CONNECTIONS = 4
 const FLOOD_CONNECTIONS = 128
 /** Seeded accounts the flood tries wrong passwords on (the GET /v1/me user is another one). */
 const FLOOD_USERS = 8
+/**
+ * BENCH_ONLY=me,refresh: only these scenarios (bare, verify, sign, me, flood, refresh, peer,
+ * in-process, login), for working on one path; the targets need the whole run.
+ */
+const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : null
+const wanted = (scenario: string) => ONLY === null || ONLY.has(scenario)
 const ADMIN_DATABASE_URL = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres'
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379'
 
@@ -602,150 +608,167 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
     }
   }
 
-  await withServer('bare', {}, async ({ ready }) => {
-    outcomes.push(await scenario('bare GET /', ready.port, () => ({ path: '/', connections: CONNECTIONS })))
-  })
+  if (wanted('bare'))
+    await withServer('bare', {}, async ({ ready }) => {
+      outcomes.push(await scenario('bare GET /', ready.port, () => ({ path: '/', connections: CONNECTIONS })))
+    })
 
-  await withServer('jose-verify', {}, async ({ ready }) => {
-    const headers = { authorization: `Bearer ${ready.token}` }
-    outcomes.push(
-      await scenario('jose RS256 verify', ready.port, () => ({
-        path: '/verify',
-        headers,
-        connections: CONNECTIONS,
-      })),
-    )
-  })
+  if (wanted('verify'))
+    await withServer('jose-verify', {}, async ({ ready }) => {
+      const headers = { authorization: `Bearer ${ready.token}` }
+      outcomes.push(
+        await scenario('jose RS256 verify', ready.port, () => ({
+          path: '/verify',
+          headers,
+          connections: CONNECTIONS,
+        })),
+      )
+    })
 
-  await withServer('jose-sign', {}, async ({ ready }) => {
-    outcomes.push(
-      await scenario('jose RS256 sign', ready.port, () => ({ path: '/sign', connections: CONNECTIONS })),
-    )
-  })
+  if (wanted('sign'))
+    await withServer('jose-sign', {}, async ({ ready }) => {
+      outcomes.push(
+        await scenario('jose RS256 sign', ready.port, () => ({ path: '/sign', connections: CONNECTIONS })),
+      )
+    })
 
-  await withServer('product', productEnv(1), async ({ ready }) => {
-    const email = ready.emails![0]!
-    const tokens = await post(ready.port, '/v1/auth/login', { email, password })
-    const headers = { authorization: `Bearer ${tokens.access_token}` }
-    outcomes.push(
-      await scenario('GET /v1/me', ready.port, () => ({ path: '/v1/me', headers, connections: CONNECTIONS })),
-    )
-  })
+  if (wanted('me'))
+    await withServer('product', productEnv(1), async ({ ready }) => {
+      const email = ready.emails![0]!
+      const tokens = await post(ready.port, '/v1/auth/login', { email, password })
+      const headers = { authorization: `Bearer ${tokens.access_token}` }
+      outcomes.push(
+        await scenario('GET /v1/me', ready.port, () => ({
+          path: '/v1/me',
+          headers,
+          connections: CONNECTIONS,
+        })),
+      )
+    })
 
   // The same GET /v1/me while a second load generator floods login with wrong passwords. The
   // flood's 401s and 503s are its expected answers; GET /v1/me must still answer 2xx only.
   // The server's log is counted, not echoed: every shed login may log a line.
-  await withServer(
-    'product',
-    productEnv(1 + FLOOD_USERS),
-    async (server) => {
-      const { port, emails } = server.ready
-      const [email, ...targets] = emails!
-      const tokens = await post(port, '/v1/auth/login', { email, password })
-      const headers = { authorization: `Bearer ${tokens.access_token}` }
-      const wrong = `${password}-wrong`
-      const flood = startFlood({
-        port,
-        connections: FLOOD_CONNECTIONS,
-        warmup: WARMUP,
-        // A second longer: GET /v1/me's measurement must not outlast the flood.
-        duration: DURATION + 1,
-        bodies: targets.map((target) => JSON.stringify({ email: target, password: wrong })),
-      })
-      await flood.started
-      log(`login flood: ${FLOOD_CONNECTIONS} connections, wrong passwords for ${targets.length} users`)
-      const outcome = await scenario(FLOODED, port, () => ({
-        path: '/v1/me',
-        headers,
-        connections: CONNECTIONS,
-      }))
-      log('login flood: waiting for its last second')
-      outcome.flood = { ...(await flood.done), serverLog: server.logs() }
-      outcomes.push(outcome)
-    },
-    true,
-  )
-
-  await withServer('product', productEnv(CHAINS), async ({ ready }) => {
-    const emails = ready.emails!
-    // Two sessions per user: one chain set for the warm-up, a fresh one for the measurement,
-    // so a token spent by a request cut off at the end of the warm-up cannot break a chain.
-    log(`refresh: logging in ${emails.length * (WARMUP > 0 ? 2 : 1)} sessions`)
-    const login = async (email: string): Promise<Chain> => {
-      const tokens = await post(ready.port, '/v1/auth/login', { email, password })
-      return { token: tokens.refresh_token as string, rotations: 0, failures: 0 }
-    }
-    const warmChains = WARMUP > 0 ? await Promise.all(emails.map(login)) : []
-    const chains = await Promise.all(emails.map(login))
-    let firstError: string | undefined
-    const noteFailure = (message: string) => {
-      firstError ??= message
-    }
-    const sets = WARMUP > 0 ? [warmChains, chains] : [chains]
-    const outcome = await scenario('POST /v1/auth/token (refresh)', ready.port, () =>
-      refreshLoad(sets.shift() ?? [], noteFailure),
+  if (wanted('flood'))
+    await withServer(
+      'product',
+      productEnv(1 + FLOOD_USERS),
+      async (server) => {
+        const { port, emails } = server.ready
+        const [email, ...targets] = emails!
+        const tokens = await post(port, '/v1/auth/login', { email, password })
+        const headers = { authorization: `Bearer ${tokens.access_token}` }
+        const wrong = `${password}-wrong`
+        const flood = startFlood({
+          port,
+          connections: FLOOD_CONNECTIONS,
+          warmup: WARMUP,
+          // A second longer: GET /v1/me's measurement must not outlast the flood.
+          duration: DURATION + 1,
+          bodies: targets.map((target) => JSON.stringify({ email: target, password: wrong })),
+        })
+        await flood.started
+        log(`login flood: ${FLOOD_CONNECTIONS} connections, wrong passwords for ${targets.length} users`)
+        const outcome = await scenario(FLOODED, port, () => ({
+          path: '/v1/me',
+          headers,
+          connections: CONNECTIONS,
+        }))
+        log('login flood: waiting for its last second')
+        outcome.flood = { ...(await flood.done), serverLog: server.logs() }
+        outcomes.push(outcome)
+      },
+      true,
     )
-    // Broken: any non-200 answer, or (measured chains) not a single rotation.
-    const broken = [
-      ...warmChains.filter((chain) => chain.failures > 0),
-      ...chains.filter((chain) => chain.failures > 0 || chain.rotations === 0),
-    ]
-    if (broken.some((chain) => chain.rotations === 0 && chain.failures === 0))
-      noteFailure('a chain never rotated')
-    outcome.brokenChains = {
-      broken: broken.length,
-      of: warmChains.length + chains.length,
-      ...(firstError ? { firstError } : {}),
-    }
-    outcomes.push(outcome)
-  })
+
+  if (wanted('refresh'))
+    await withServer('product', productEnv(CHAINS), async ({ ready }) => {
+      const emails = ready.emails!
+      // Two sessions per user: one chain set for the warm-up, a fresh one for the measurement,
+      // so a token spent by a request cut off at the end of the warm-up cannot break a chain.
+      log(`refresh: logging in ${emails.length * (WARMUP > 0 ? 2 : 1)} sessions`)
+      const login = async (email: string): Promise<Chain> => {
+        const tokens = await post(ready.port, '/v1/auth/login', { email, password })
+        return { token: tokens.refresh_token as string, rotations: 0, failures: 0 }
+      }
+      const warmChains = WARMUP > 0 ? await Promise.all(emails.map(login)) : []
+      const chains = await Promise.all(emails.map(login))
+      let firstError: string | undefined
+      const noteFailure = (message: string) => {
+        firstError ??= message
+      }
+      const sets = WARMUP > 0 ? [warmChains, chains] : [chains]
+      const outcome = await scenario('POST /v1/auth/token (refresh)', ready.port, () =>
+        refreshLoad(sets.shift() ?? [], noteFailure),
+      )
+      // Broken: any non-200 answer, or (measured chains) not a single rotation.
+      const broken = [
+        ...warmChains.filter((chain) => chain.failures > 0),
+        ...chains.filter((chain) => chain.failures > 0 || chain.rotations === 0),
+      ]
+      if (broken.some((chain) => chain.rotations === 0 && chain.failures === 0))
+        noteFailure('a chain never rotated')
+      outcome.brokenChains = {
+        broken: broken.length,
+        of: warmChains.length + chains.length,
+        ...(firstError ? { firstError } : {}),
+      }
+      outcomes.push(outcome)
+    })
 
   // The peer: oidc-provider's refresh grant (rotation, RS256 JWT access tokens), same load.
-  await withServer('oidc-provider', { BENCH_USERS: String(CHAINS * 2) }, async ({ ready }) => {
-    const tokens = ready.refreshTokens!
-    const chainsOf = (list: string[]): Chain[] => list.map((token) => ({ token, rotations: 0, failures: 0 }))
-    const warmChains = WARMUP > 0 ? chainsOf(tokens.slice(0, CHAINS)) : []
-    const chains = chainsOf(tokens.slice(CHAINS, CHAINS * 2))
-    let firstError: string | undefined
-    const sets = WARMUP > 0 ? [warmChains, chains] : [chains]
-    const outcome = await scenario(PEER_REFRESH, ready.port, () =>
-      refreshLoad(
-        sets.shift() ?? [],
-        (message) => {
-          firstError ??= message
-        },
-        { path: '/token', extra: `&client_id=${ready.clientId}` },
-      ),
-    )
-    const broken = chains.filter((chain) => chain.failures > 0 || chain.rotations === 0)
-    outcome.brokenChains = { broken: broken.length, of: chains.length, ...(firstError ? { firstError } : {}) }
-    outcomes.push(outcome)
-  })
+  if (wanted('peer'))
+    await withServer('oidc-provider', { BENCH_USERS: String(CHAINS * 2) }, async ({ ready }) => {
+      const tokens = ready.refreshTokens!
+      const chainsOf = (list: string[]): Chain[] =>
+        list.map((token) => ({ token, rotations: 0, failures: 0 }))
+      const warmChains = WARMUP > 0 ? chainsOf(tokens.slice(0, CHAINS)) : []
+      const chains = chainsOf(tokens.slice(CHAINS, CHAINS * 2))
+      let firstError: string | undefined
+      const sets = WARMUP > 0 ? [warmChains, chains] : [chains]
+      const outcome = await scenario(PEER_REFRESH, ready.port, () =>
+        refreshLoad(
+          sets.shift() ?? [],
+          (message) => {
+            firstError ??= message
+          },
+          { path: '/token', extra: `&client_id=${ready.clientId}` },
+        ),
+      )
+      const broken = chains.filter((chain) => chain.failures > 0 || chain.rotations === 0)
+      outcome.brokenChains = {
+        broken: broken.length,
+        of: chains.length,
+        ...(firstError ? { firstError } : {}),
+      }
+      outcomes.push(outcome)
+    })
 
-  outcomes.push(await signInProcess())
+  if (wanted('in-process')) outcomes.push(await signInProcess())
 
-  await withServer('product', productEnv(LOGIN_CONNECTIONS), async ({ ready }) => {
-    const bodies = ready.emails!.map((email) => JSON.stringify({ email, password }))
-    outcomes.push(
-      await scenario(
-        'POST /v1/auth/login (argon2id)',
-        ready.port,
-        () => {
-          let next = 0
-          return {
-            path: '/v1/auth/login',
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: bodies[0]!,
-            connections: LOGIN_CONNECTIONS,
-            // One user per connection.
-            setupClient: (client) => client.setBody(bodies[next++ % bodies.length]!),
-          }
-        },
-        LOGIN_DURATION,
-      ),
-    )
-  })
+  if (wanted('login'))
+    await withServer('product', productEnv(LOGIN_CONNECTIONS), async ({ ready }) => {
+      const bodies = ready.emails!.map((email) => JSON.stringify({ email, password }))
+      outcomes.push(
+        await scenario(
+          'POST /v1/auth/login (argon2id)',
+          ready.port,
+          () => {
+            let next = 0
+            return {
+              path: '/v1/auth/login',
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: bodies[0]!,
+              connections: LOGIN_CONNECTIONS,
+              // One user per connection.
+              setupClient: (client) => client.setBody(bodies[next++ % bodies.length]!),
+            }
+          },
+          LOGIN_DURATION,
+        ),
+      )
+    })
 
   return outcomes
 }

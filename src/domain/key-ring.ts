@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto'
 import { promisify } from 'node:util'
-import { calculateJwkThumbprint, exportJWK, importJWK, type JWK, type SignJWT } from 'jose'
+import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose'
 import type {
   NewSigningKeyRow,
   SigningKeyRepository,
@@ -10,9 +10,6 @@ import type { Clock } from './clock.js'
 import { seal, unseal } from './crypto.js'
 
 export type SigningAlg = 'RS256' | 'ES256' | 'EdDSA'
-
-/** What jose signs with (a non-extractable WebCrypto key here). */
-export type PrivateSigningKey = Parameters<SignJWT['sign']>[0]
 
 /** Where a key stands at a given time (see `keyState`). */
 export type KeyState = 'next' | 'signing' | 'retiring' | 'retired'
@@ -49,8 +46,8 @@ interface LoadedKey {
   publicKey: KeyObject
   /** PEM of the public key, the form @fastify/jwt (fast-jwt) takes. */
   publicPem: string
-  /** jose signs with a WebCrypto key; imported once per key, never per token. */
-  privateKey: PrivateSigningKey
+  /** The private half for node:crypto's sign (domain/jws.ts); imported once per key, never per token. */
+  privateKey: KeyObject
 }
 
 export interface KeyRingOptions {
@@ -69,7 +66,7 @@ export interface KeyRingOptions {
 const SEAL_CONTEXT = 'latchkey signing key'
 
 /**
- * The signing key ring: one view signs (jose, through `signingKey`), the other verifies (the
+ * The signing key ring: one view signs (`signingKey`, for domain/jws.ts), the other verifies (the
  * public PEM for @fastify/jwt, chosen by `kid`). Keys live in the database; every instance
  * re-reads the table on `refresh()` (called on a timer) and reaches the same state from the
  * activation times alone.
@@ -133,7 +130,7 @@ export class KeyRing {
   }
 
   /** The key that signs now: the newest whose activation time has passed. */
-  signingKey(): { kid: string; alg: SigningAlg; privateKey: PrivateSigningKey } {
+  signingKey(): { kid: string; alg: SigningAlg; privateKey: KeyObject } {
     const now = this.options.clock.now()
     const current = this.states(now).find((entry) => entry.state === 'signing')
     if (!current) throw new Error('no signing key is active')
@@ -213,7 +210,7 @@ export class KeyRing {
         publicJwk,
         publicKey,
         publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-        privateKey: (await importJWK(privateJwk, row.alg)) as PrivateSigningKey,
+        privateKey: createPrivateKey({ key: privateJwk as never, format: 'jwk' }),
       })
     }
     this.keys = loaded

@@ -24,6 +24,8 @@ const FAIL_FAST: RedisOptions = {
   enableOfflineQueue: false,
   lazyConnect: false,
   retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+  // Commands issued in one tick of the event loop (concurrent requests) go out in one write.
+  enableAutoPipelining: true,
 }
 
 function hostPort(entry: string): { host: string; port: number } {
@@ -45,6 +47,7 @@ export function createRedisClient(settings: RedisSettings): RedisClient {
     client = new Cluster(settings.REDIS_CLUSTER_NODES.map(hostPort), {
       redisOptions: { ...FAIL_FAST, ...password },
       enableOfflineQueue: false,
+      enableAutoPipelining: true,
       clusterRetryStrategy: (attempt) => Math.min(attempt * 200, 2000),
       slotsRefreshTimeout: 2000,
     })

@@ -7,6 +7,7 @@
 import { createHmac, createPublicKey, randomUUID } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import {
+  createLocalJWKSet,
   createRemoteJWKSet,
   decodeJwt,
   decodeProtectedHeader,
@@ -297,3 +298,43 @@ t.test('access token verification', async (t) => {
     t.equal((await bearer(issued)).statusCode, 200, 'the other session is untouched')
   })
 })
+
+for (const alg of ['ES256', 'EdDSA'] as const) {
+  t.test(
+    `SIGNING_ALG=${alg}: tokens are ${alg}, published in the JWKS, accepted and refreshed`,
+    async (t) => {
+      const smtp = await startSmtpServer()
+      t.teardown(() => smtp.close())
+      const { app } = await build(t, { SMTP_URL: smtp.url, SIGNING_ALG: alg })
+      const tokens = await signUpAndLogin(app, smtp, `${alg.toLowerCase()}@example.com`)
+      const header = decodeProtectedHeader(tokens.access_token)
+      t.equal(header.alg, alg)
+      t.equal(header.typ, 'at+jwt')
+
+      const jwks = (await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })).json() as {
+        keys: JWK[]
+      }
+      const published = jwks.keys.find((key) => key.kid === header.kid)
+      t.equal(published?.alg, alg, 'the signing key is published with its algorithm')
+      const { payload } = await jwtVerify(tokens.access_token, createLocalJWKSet(jwks), {
+        algorithms: [alg],
+        issuer: 'http://latchkey.test',
+        typ: 'at+jwt',
+      })
+      t.equal(payload.scope, tokens.scope)
+
+      const me = (token: string) =>
+        app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${token}` } })
+      t.equal((await me(tokens.access_token)).statusCode, 200)
+      const refreshed = await app.inject({
+        method: 'POST',
+        url: '/v1/auth/token',
+        payload: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token },
+      })
+      t.equal(refreshed.statusCode, 200)
+      const next = refreshed.json() as { access_token: string }
+      t.equal(decodeProtectedHeader(next.access_token).alg, alg)
+      t.equal((await me(next.access_token)).statusCode, 200)
+    },
+  )
+}
