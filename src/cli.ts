@@ -15,9 +15,12 @@ import { KeyRing } from './domain/key-ring.js'
 import { PasswordHasher } from './domain/password-hasher.js'
 import { ROLE_SCOPES } from './domain/policy.js'
 import { ProblemError } from './errors.js'
-import { keyEncryptionKey } from './services.js'
+import { keyEncryptionKey, REDIS_PREFIX } from './services.js'
 import { AuditRepository } from './storage/audit-repository.js'
 import { type DatabaseHandle, MIGRATIONS_FOLDER, openDatabase } from './storage/database.js'
+import { createRedisClient, redisConfigured, waitForRedis } from './storage/redis-client.js'
+import { RedisSessionStore } from './storage/redis-session-store.js'
+import { SessionRepository } from './storage/session-repository.js'
 import { SigningKeyRepository } from './storage/signing-key-repository.js'
 import { UserRepository } from './storage/user-repository.js'
 
@@ -363,7 +366,9 @@ async function usersGrantCommand(args: string[], io: CliIo): Promise<number> {
       io.stdout.write(`${user.email} already has ${roles.join(', ')}; nothing changed\n`)
       return EXIT_OK
     }
-    await users.update(user.id, { roles: [...user.roles, ...added] })
+    const granted = [...user.roles, ...added]
+    await users.update(user.id, { roles: granted })
+    const live = await updateLiveSessions(config, database, user.id, granted)
     await auditLog(database, logger).record({
       type: 'user.updated',
       outcome: 'success',
@@ -371,7 +376,10 @@ async function usersGrantCommand(args: string[], io: CliIo): Promise<number> {
       userId: user.id,
       details: { roles_added: added, via: 'cli' },
     })
-    io.stdout.write(`granted ${added.join(', ')} to ${user.email}\n`)
+    io.stdout.write(
+      `granted ${added.join(', ')} to ${user.email}` +
+        (live === null ? '\n' : `; ${live} live session(s) get the new roles at their next refresh\n`),
+    )
     return EXIT_OK
   })
 }
@@ -430,6 +438,32 @@ function rolesOption(command: string, values: string[]): string[] {
 /** Logs go to stderr, at LOG_LEVEL when it is set and at `warn` otherwise. */
 function cliLogger(config: Config, io: CliIo): Logger {
   return pino({ name: 'latchkey-cli', level: io.env.LOG_LEVEL ? config.LOG_LEVEL : 'warn' }, io.stderr)
+}
+
+/**
+ * Gives a user's live sessions their new roles (refreshes read them from the session store).
+ * With Redis configured, answers how many sessions were updated; on the embedded defaults the
+ * sessions live in the server's memory, which stops with it, so there is nothing to update
+ * (null).
+ */
+async function updateLiveSessions(
+  config: Config,
+  database: DatabaseHandle,
+  userId: string,
+  roles: string[],
+): Promise<number | null> {
+  if (!redisConfigured(config)) return null
+  const redis = createRedisClient(config)
+  try {
+    await waitForRedis(redis)
+    const store = new RedisSessionStore(redis, { prefix: REDIS_PREFIX })
+    let updated = 0
+    for (const id of await new SessionRepository(database.db).listUnrevokedIds(userId))
+      if (await store.setRoles(id, roles)) updated++
+    return updated
+  } finally {
+    redis.disconnect()
+  }
 }
 
 /** Opens the database, brings its schema up to date, runs `work`, and always closes it. */

@@ -2,14 +2,16 @@ import { spawn } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import { Readable, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
-import { calculateJwkThumbprint, type JWK } from 'jose'
+import { calculateJwkThumbprint, decodeJwt, type JWK } from 'jose'
 import t from 'tap'
 import { runCli } from '../src/cli.js'
 import { PasswordHasher } from '../src/domain/password-hasher.js'
+import { REDIS_PREFIX } from '../src/services.js'
 import { AuditRepository } from '../src/storage/audit-repository.js'
 import { type Database, openDatabase } from '../src/storage/database.js'
 import { UserRepository } from '../src/storage/user-repository.js'
-import { createTestDatabase, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js'
+import { build, createTestDatabase, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js'
+import { testRedisUrl } from './helpers/services.js'
 
 // One database for the whole file, used by the subtests in order (PGlite is slow to open).
 const databaseUrl = await createTestDatabase(t)
@@ -347,3 +349,41 @@ t.test('the entry point runs: npx tsx src/cli.ts keys list --json', async (t) =>
   t.equal(keys.length, 4)
   t.ok(keys.some((key) => key.kid === rotatedKid))
 })
+
+t.test(
+  'users grant reaches the live sessions in Redis: the next refresh carries the role',
+  { skip: !(databaseUrl && testRedisUrl) && 'needs TEST_DATABASE_URL and TEST_REDIS_URL' },
+  async (t) => {
+    const created = await cli(
+      ['users', 'create', '--email', 'carol@example.com', '--verified'],
+      `${PASSWORD}\n`,
+    )
+    t.equal(created.code, 0, created.stderr)
+    // A server on the same database and Redis, with the production key prefix the command uses.
+    const { app } = await build(t, { PASSWORD_PEPPER: PEPPER }, { databaseUrl, redisPrefix: REDIS_PREFIX })
+    const login = await app.inject({
+      method: 'POST',
+      url: '/v1/auth/login',
+      payload: { email: 'carol@example.com', password: PASSWORD },
+    })
+    t.equal(login.statusCode, 200, login.body)
+    const { refresh_token: refreshToken, access_token: accessToken } = login.json()
+    t.same(decodeJwt(accessToken).roles, ['user'])
+
+    const granted = await cli(['users', 'grant', '--email', 'carol@example.com', '--role', 'admin'], '', {
+      REDIS_URL: testRedisUrl!,
+    })
+    t.equal(granted.code, 0, granted.stderr)
+    t.match(granted.stdout, /1 live session\(s\) get the new roles/)
+
+    const refreshed = await app.inject({
+      method: 'POST',
+      url: '/v1/auth/token',
+      payload: { grant_type: 'refresh_token', refresh_token: refreshToken },
+    })
+    t.equal(refreshed.statusCode, 200, refreshed.body)
+    const claims = decodeJwt(refreshed.json().access_token)
+    t.same(claims.roles, ['user', 'admin'])
+    t.match(claims.scope, /\badmin:users\b/, 'the session asked for no scope: it gets what admin grants')
+  },
+)

@@ -120,6 +120,8 @@ export class Administration {
           ...(disable ? { disabledAt: now } : enable ? { disabledAt: null } : {}),
         })) ?? user
     }
+    // Live sessions carry their roles (refreshes read them there): give them the new ones.
+    if (rolesChanged && !disable && roles) await this.deps.sessions.updateRoles(id, roles)
     if (disable) {
       await this.deps.sessions.revokeAllForUser(id, {
         reason: 'account_disabled',

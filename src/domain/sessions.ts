@@ -123,6 +123,7 @@ export class SessionService {
       lastUsedAt: now,
       idleTtl: idle,
       expiresAt: now + absolute * 1000,
+      roles: [...input.user.roles],
     }
     await sessions.insert({
       id: session.id,
@@ -146,7 +147,23 @@ export class SessionService {
       await sessions.markRevoked(session.id, new Date(now), 'store_unavailable').catch(() => {})
       throw error
     }
-    return this.issued(session, await this.respond(session, input.user, refreshToken))
+    // Refreshes take the roles from the store, and a role change or a disabling updates or ends
+    // the sessions it finds in the database. One that happened between the caller's read of
+    // the user and the insert above did not see this session: read the user again.
+    const current = await this.deps.users.findById(input.user.id)
+    if (!current || current.disabledAt) {
+      await this.revoke(session.id, {
+        reason: current ? 'account_disabled' : 'account_deleted',
+        actorId: null,
+        context: input.context,
+      })
+      throw new ProblemError(current ? 'account_disabled' : 'invalid_credentials')
+    }
+    if (current.roles.join(' ') !== session.roles?.join(' ')) {
+      session.roles = [...current.roles]
+      await store.setRoles(session.id, session.roles)
+    }
+    return this.issued(session, await this.respond(session, session.roles, refreshToken))
   }
 
   /**
@@ -175,20 +192,20 @@ export class SessionService {
     switch (result.outcome) {
       case 'rotated': {
         observe?.('rotated')
-        const user = await this.activeUser(result.session)
+        const roles = await this.rolesOf(result.session)
         // The list entry's "last used" may lag by a minute: one write per minute per session,
         // not one per refresh, keeps PostgreSQL off the rotation's hot path.
         if (now - result.previousLastUsedAt >= LIST_ENTRY_TOUCH_INTERVAL_MS) {
           const idleExpiry = Math.min(now + result.session.idleTtl * 1000, result.session.expiresAt)
           await this.deps.sessions.touch(result.session.id, new Date(now), new Date(idleExpiry))
         }
-        return this.issued(result.session, await this.respond(result.session, user, successor))
+        return this.issued(result.session, await this.respond(result.session, roles, successor))
       }
       case 'replayed': {
         observe?.('grace_retry')
-        const user = await this.activeUser(result.session)
+        const roles = await this.rolesOf(result.session)
         const same = unseal(sealKey, result.successorSealed, parsed.sessionId)
-        return this.issued(result.session, await this.respond(result.session, user, same))
+        return this.issued(result.session, await this.respond(result.session, roles, same))
       }
       case 'reused': {
         observe?.('reuse_detected')
@@ -228,7 +245,7 @@ export class SessionService {
     await this.deps.sessions.setAuthentication(sessionId, new Date(authTime * 1000), amr)
     const session = await this.deps.store.get(sessionId, now)
     if (!session) throw new ProblemError('invalid_token', { status: 401, detail: 'The session has ended' })
-    const { refresh_token: _none, ...response } = await this.respond(session, user, '')
+    const { refresh_token: _none, ...response } = await this.respond(session, user.roles, '')
     return response
   }
 
@@ -266,6 +283,18 @@ export class SessionService {
     }
   }
 
+  /**
+   * Gives the user's live sessions new roles (after the database holds them): their next
+   * refresh issues an access token with these roles and, for sessions that asked for no
+   * particular scope, the scope they grant. Answers how many sessions were updated.
+   */
+  async updateRoles(userId: string, roles: string[]): Promise<number> {
+    const ids = await this.deps.sessions.listUnrevokedIds(userId)
+    let updated = 0
+    for (const id of ids) if (await this.deps.store.setRoles(id, roles)) updated++
+    return updated
+  }
+
   /** Ends every session of a user, or every one but `except`. */
   async revokeAllForUser(
     userId: string,
@@ -298,27 +327,37 @@ export class SessionService {
     return row
   }
 
-  private async activeUser(session: StoredSession): Promise<UserRow> {
+  /**
+   * The roles a refresh issues: the session's copy, kept current by every role change. A
+   * session stored without one (before roles were kept in the store) reads the user, and is
+   * ended when the account is gone or disabled.
+   */
+  private async rolesOf(session: StoredSession): Promise<string[]> {
+    if (session.roles) return session.roles
     const user = await this.deps.users.findById(session.userId)
     if (!user || user.disabledAt) {
       await this.revoke(session.id, { reason: user ? 'account_disabled' : 'account_deleted', actorId: null })
       throw invalidGrant()
     }
-    return user
+    return user.roles
   }
 
   private issued(session: StoredSession, response: TokenResponse): IssuedTokens {
     return { response, session: { remember: session.remember, expiresAt: session.expiresAt } }
   }
 
-  private async respond(session: StoredSession, user: UserRow, refreshToken: string): Promise<TokenResponse> {
-    // Roles are read at every refresh, so a role change shows in the next access token.
-    const scope = effectiveScope(session.scope, user.roles)
+  private async respond(
+    session: StoredSession,
+    roles: string[],
+    refreshToken: string,
+  ): Promise<TokenResponse> {
+    // A session that asked for no particular scope gets what its roles grant at each refresh.
+    const scope = effectiveScope(session.scope, roles)
     const { token, expiresIn } = await this.deps.accessTokens.issue({
-      userId: user.id,
+      userId: session.userId,
       sessionId: session.id,
       scope,
-      roles: user.roles,
+      roles,
       authTime: session.authTime,
       amr: session.amr,
     })

@@ -42,7 +42,7 @@ function isExpired(session: StoredSession, now: number): boolean {
 }
 
 function copy(session: StoredSession): StoredSession {
-  return { ...session, amr: [...session.amr] }
+  return { ...session, amr: [...session.amr], roles: session.roles && [...session.roles] }
 }
 
 export class MemorySessionStore implements SessionStore {
@@ -146,6 +146,13 @@ export class MemorySessionStore implements SessionStore {
     if (!entry) return false
     entry.session.authTime = authTime
     entry.session.amr = [...amr]
+    return true
+  }
+
+  async setRoles(sessionId: string, roles: string[]): Promise<boolean> {
+    const entry = this.#sessions.get(sessionId)
+    if (!entry) return false
+    entry.session.roles = [...roles]
     return true
   }
 

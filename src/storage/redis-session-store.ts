@@ -5,7 +5,8 @@
  * each script touches one key, so one slot). Fields:
  *
  *   user, scope, amr (JSON), auth_time (s), remember ('1'|'0'), created, last_used (ms),
- *   idle_ttl (s), expires (ms)       the StoredSession
+ *   idle_ttl (s), expires (ms), roles (JSON; absent in sessions stored before it was kept)
+ *                                     the StoredSession
  *   cur                               hash of the current refresh token
  *   prev, prev_at, succ               the token spent last, when (ms), and the sealed successor it got
  *   x:<hash>                          one per spent token (prev included) → when it was spent (ms)
@@ -40,17 +41,20 @@ const SESSION_FIELDS = [
   'last_used',
   'idle_ttl',
   'expires',
+  'roles',
 ] as const
 
 /**
  * KEYS[1] session key. ARGV: user, scope, amr, auth_time, remember, created, last_used, idle_ttl,
- * expires, cur, deadline (ms). Returns 1 when created, 0 when the key exists (nothing written).
+ * expires, cur, deadline (ms), roles. Returns 1 when created, 0 when the key exists (nothing
+ * written).
  */
 const CREATE_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1],
   'user', ARGV[1], 'scope', ARGV[2], 'amr', ARGV[3], 'auth_time', ARGV[4], 'remember', ARGV[5],
-  'created', ARGV[6], 'last_used', ARGV[7], 'idle_ttl', ARGV[8], 'expires', ARGV[9], 'cur', ARGV[10])
+  'created', ARGV[6], 'last_used', ARGV[7], 'idle_ttl', ARGV[8], 'expires', ARGV[9], 'cur', ARGV[10],
+  'roles', ARGV[12])
 redis.call('PEXPIREAT', KEYS[1], ARGV[11])
 return 1
 `
@@ -58,15 +62,16 @@ return 1
 /**
  * KEYS[1] session key. ARGV: presented hash, successor hash, successor sealed, now (ms), grace (ms).
  * Returns {outcome} for 'unknown' and 'expired', else {outcome, user, scope, amr, auth_time,
- * remember, created, last_used, idle_ttl, expires[, extra]}: extra is the sealed successor for
- * 'replayed' and the previous last_used for 'rotated'.
+ * remember, created, last_used, idle_ttl, expires, roles, extra}: extra is the sealed successor
+ * for 'replayed' and the previous last_used for 'rotated'. A missing roles field is returned as
+ * '' (a nil would end a Lua table).
  */
 const ROTATE_LUA = `
 local key = KEYS[1]
 local presented = ARGV[1]
 local now = tonumber(ARGV[4])
 local f = redis.call('HMGET', key, 'user', 'scope', 'amr', 'auth_time', 'remember', 'created',
-  'last_used', 'idle_ttl', 'expires', 'cur', 'prev', 'prev_at', 'succ')
+  'last_used', 'idle_ttl', 'expires', 'roles', 'cur', 'prev', 'prev_at', 'succ')
 if not f[1] then return {'unknown'} end
 local idle_ms = tonumber(f[8]) * 1000
 local expires = tonumber(f[9])
@@ -75,19 +80,17 @@ if now > expires or now > tonumber(f[7]) + idle_ms then
   return {'expired'}
 end
 local function answer(outcome, last_used, extra)
-  local r = {outcome, f[1], f[2], f[3], f[4], f[5], f[6], last_used, f[8], f[9]}
-  if extra then r[11] = extra end
-  return r
+  return {outcome, f[1], f[2], f[3], f[4], f[5], f[6], last_used, f[8], f[9], f[10] or '', extra or ''}
 end
-if presented == f[10] then
+if presented == f[11] then
   redis.call('HSET', key, 'prev', presented, 'prev_at', ARGV[4], 'succ', ARGV[3], 'cur', ARGV[2],
     'x:' .. presented, ARGV[4], 'last_used', ARGV[4])
   redis.call('PEXPIREAT', key, string.format('%.0f', math.min(now + idle_ms, expires)))
   return answer('rotated', ARGV[4], f[7])
 end
-if f[11] and presented == f[11] then
-  if f[13] and now - tonumber(f[12]) <= tonumber(ARGV[5]) then
-    return answer('replayed', f[7], f[13])
+if f[12] and presented == f[12] then
+  if f[14] and now - tonumber(f[13]) <= tonumber(ARGV[5]) then
+    return answer('replayed', f[7], f[14])
   end
   redis.call('DEL', key)
   return answer('reused', f[7])
@@ -112,10 +115,18 @@ redis.call('HSET', KEYS[1], 'auth_time', ARGV[1], 'amr', ARGV[2])
 return 1
 `
 
+/** KEYS[1] session key. ARGV: roles (JSON). Sets them on an existing session; 1, or 0 when gone. */
+const SET_ROLES_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'roles', ARGV[1])
+return 1
+`
+
 interface SessionCommands {
   latchkeySessionCreate(key: string, ...args: string[]): Promise<number>
   latchkeySessionRotate(key: string, ...args: string[]): Promise<string[]>
   latchkeySessionReauthenticate(key: string, ...args: string[]): Promise<number>
+  latchkeySessionSetRoles(key: string, roles: string): Promise<number>
 }
 
 function int(value: string | null | undefined, field: string): number {
@@ -126,23 +137,28 @@ function int(value: string | null | undefined, field: string): number {
   return n
 }
 
-/** Builds a StoredSession from the nine SESSION_FIELDS values. */
-function toSession(id: string, v: (string | null)[]): StoredSession {
-  const amr: unknown = JSON.parse(v[2] ?? '[]')
-  if (!Array.isArray(amr) || !amr.every((m) => typeof m === 'string')) {
-    throw new Error('session store: field amr is not a list of strings')
+function strings(value: string, field: string): string[] {
+  const list: unknown = JSON.parse(value)
+  if (!Array.isArray(list) || !list.every((m) => typeof m === 'string')) {
+    throw new Error(`session store: field ${field} is not a list of strings`)
   }
+  return list
+}
+
+/** Builds a StoredSession from the ten SESSION_FIELDS values (roles null or '' when absent). */
+function toSession(id: string, v: (string | null)[]): StoredSession {
   return {
     id,
     userId: v[0] ?? '',
     scope: v[1] ?? '',
-    amr,
+    amr: strings(v[2] ?? '[]', 'amr'),
     authTime: int(v[3], 'auth_time'),
     remember: v[4] === '1',
     createdAt: int(v[5], 'created'),
     lastUsedAt: int(v[6], 'last_used'),
     idleTtl: int(v[7], 'idle_ttl'),
     expiresAt: int(v[8], 'expires'),
+    roles: v[9] ? strings(v[9], 'roles') : null,
   }
 }
 
@@ -161,6 +177,7 @@ export class RedisSessionStore implements SessionStore {
     redis.defineCommand('latchkeySessionCreate', { numberOfKeys: 1, lua: CREATE_LUA })
     redis.defineCommand('latchkeySessionRotate', { numberOfKeys: 1, lua: ROTATE_LUA })
     redis.defineCommand('latchkeySessionReauthenticate', { numberOfKeys: 1, lua: REAUTHENTICATE_LUA })
+    redis.defineCommand('latchkeySessionSetRoles', { numberOfKeys: 1, lua: SET_ROLES_LUA })
     this.#redis = redis as RedisClient & SessionCommands
   }
 
@@ -184,6 +201,7 @@ export class RedisSessionStore implements SessionStore {
       String(session.expiresAt),
       refreshHash,
       String(Math.trunc(deadline)),
+      session.roles ? JSON.stringify(session.roles) : '',
     )
     if (created !== 1) throw new Error(`session ${session.id} already exists`)
   }
@@ -207,16 +225,16 @@ export class RedisSessionStore implements SessionStore {
       case 'rotated':
         return {
           outcome,
-          session: toSession(sessionId, reply.slice(1, 10)),
-          previousLastUsedAt: int(reply[10], 'last_used'),
+          session: toSession(sessionId, reply.slice(1, 11)),
+          previousLastUsedAt: int(reply[11], 'last_used'),
         }
       case 'reused':
-        return { outcome, session: toSession(sessionId, reply.slice(1, 10)) }
+        return { outcome, session: toSession(sessionId, reply.slice(1, 11)) }
       case 'replayed':
         return {
           outcome,
-          session: toSession(sessionId, reply.slice(1, 10)),
-          successorSealed: reply[10] ?? '',
+          session: toSession(sessionId, reply.slice(1, 11)),
+          successorSealed: reply[11] ?? '',
         }
       default:
         throw new Error(`session store: unexpected rotate reply ${String(outcome)}`)
@@ -258,6 +276,10 @@ export class RedisSessionStore implements SessionStore {
       String(now),
     )
     return changed === 1
+  }
+
+  async setRoles(sessionId: string, roles: string[]): Promise<boolean> {
+    return (await this.#redis.latchkeySessionSetRoles(this.key(sessionId), JSON.stringify(roles))) === 1
   }
 
   async revoke(sessionId: string): Promise<boolean> {

@@ -28,6 +28,12 @@ export interface StoredSession {
   idleTtl: number
   /** Absolute expiry (ms). */
   expiresAt: number
+  /**
+   * The user's roles, kept here so that a refresh needs no database read; every role change
+   * updates the live sessions (`setRoles`). Null for a session stored without them: the
+   * caller reads the roles from the database.
+   */
+  roles: string[] | null
 }
 
 export interface RotateInput {
@@ -73,6 +79,8 @@ export interface SessionStore {
    * its refresh token and lifetimes do not. False when the session is gone.
    */
   reauthenticate(sessionId: string, authTime: number, amr: string[], now: number): Promise<boolean>
+  /** Replaces the roles of a live session (a role change); false when the session is gone. */
+  setRoles(sessionId: string, roles: string[]): Promise<boolean>
   /** Ends a session at once; true when it was live. */
   revoke(sessionId: string): Promise<boolean>
   /** Round trip for /readyz. */

@@ -1,5 +1,6 @@
 import { decodeJwt } from 'jose'
 import t from 'tap'
+import { SessionRepository } from '../../src/storage/session-repository.js'
 import { build, TestClock } from '../helpers/app.js'
 import { signUpAndLogin } from '../helpers/flows.js'
 import { testRedisUrl } from '../helpers/services.js'
@@ -118,6 +119,58 @@ t.test('refresh-token rotation over HTTP', async (t) => {
     t.equal((await refresh(rememberIdle.refresh_token)).statusCode, 400, 'remember-me ends after 7 days idle')
   })
 })
+
+t.test(
+  'roles live in the session store: refresh reads no user, sign-in closes the race with a change',
+  async (t) => {
+    const smtp = await startSmtpServer()
+    t.teardown(() => smtp.close())
+    const { app } = await build(t, { SMTP_URL: smtp.url })
+    const { sessions, users } = app.services
+    const refresh = (refreshToken: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/auth/token',
+        payload: { grant_type: 'refresh_token', refresh_token: refreshToken },
+      })
+    const context = { ip: '127.0.0.1', userAgent: 'test', requestId: 'r1' }
+
+    const login = await signUpAndLogin(app, smtp, 'roles-in-store@example.com')
+    const userId = decodeJwt(login.access_token).sub!
+    const sid = decodeJwt(login.access_token).sid as string
+    t.same((await sessions.live(sid))?.roles, ['user'], 'the session holds the roles')
+
+    // Roles changed behind the service's back (no session update): refresh still issues the
+    // session's copy, which shows that it reads no user row.
+    await users.update(userId, { roles: ['user', 'support'] })
+    const stale = await refresh(login.refresh_token)
+    t.equal(stale.statusCode, 200)
+    t.same(decodeJwt(stale.json().access_token).roles, ['user'])
+    t.equal(await sessions.updateRoles(userId, ['user', 'support']), 1, 'one live session updated')
+    const updated = await refresh(stale.json().refresh_token)
+    t.same(decodeJwt(updated.json().access_token).roles, ['user', 'support'])
+
+    // A sign-in that read the user before a role change and a disabling: the session it makes
+    // must carry the new roles, and must not outlive the disabling.
+    const before = (await users.findById(userId))!
+    await users.update(userId, { roles: ['user', 'admin'] })
+    const started = await sessions.start({ user: before, scope: '*', amr: ['pwd'], remember: false, context })
+    const claims = decodeJwt(started.response.access_token)
+    t.same(claims.roles, ['user', 'admin'], 'the token carries the roles read after the session was stored')
+    t.same((await sessions.live(claims.sid as string))?.roles, ['user', 'admin'])
+
+    await users.update(userId, { disabledAt: new Date() })
+    await t.rejects(sessions.start({ user: before, scope: '*', amr: ['pwd'], remember: false, context }), {
+      code: 'account_disabled',
+    })
+    const unrevoked = await new SessionRepository(app.services.database.db).listUnrevokedIds(userId)
+    t.same(
+      unrevoked.sort(),
+      [sid, claims.sid].sort(),
+      'the session made after the disabling was ended at once',
+    )
+  },
+)
 
 t.test('sessions: list, revoke one, revoke the others, ownership', async (t) => {
   const smtp = await startSmtpServer()

@@ -41,6 +41,7 @@ function newSession(now: number, remember = false): StoredSession {
     lastUsedAt: now,
     idleTtl: remember ? (7 * DAY) / SECOND : (12 * HOUR) / SECOND,
     expiresAt: now + (remember ? 30 * DAY : DAY),
+    roles: ['user', 'support'],
   }
 }
 
@@ -308,6 +309,38 @@ function contract(t: Test, make: Factory): void {
     t.equal(await store.reauthenticate(randomUUID(), 1, ['pwd'], t0), false, 'no such session')
     const late = s.expiresAt + 1
     t.equal(await store.reauthenticate(s.id, 1, ['pwd'], late), false, 'an expired session stays expired')
+  })
+
+  t.test('setRoles replaces the roles of a live session; rotations and retries carry them', async (t) => {
+    const { store } = await setup(t)
+    const t0 = Date.now()
+    const s = newSession(t0)
+    const r0 = hash()
+    await store.create(s, r0)
+    t.equal(await store.setRoles(s.id, ['user', 'admin']), true)
+    t.same((await store.get(s.id, t0))?.roles, ['user', 'admin'])
+    const first = rotation(s.id, r0, t0 + SECOND)
+    t.same(sessionOf(t, await store.rotate(first)).roles, ['user', 'admin'], 'rotated')
+    t.same(
+      sessionOf(t, await store.rotate({ ...first, now: t0 + 2 * SECOND })).roles,
+      ['user', 'admin'],
+      'replayed',
+    )
+    t.equal(await store.setRoles(s.id, ['user']), true)
+    t.same(sessionOf(t, await store.rotate(rotation(s.id, r0, t0 + HOUR))).roles, ['user'], 'reused')
+    t.equal(await store.setRoles(s.id, ['user']), false, 'a revoked session is not brought back')
+    t.equal(await store.get(s.id, t0 + HOUR), null)
+    t.equal(await store.setRoles(randomUUID(), ['user']), false, 'no such session')
+  })
+
+  t.test('a session stored without roles reads as roles null', async (t) => {
+    const { store } = await setup(t)
+    const t0 = Date.now()
+    const s = { ...newSession(t0), roles: null }
+    const r0 = hash()
+    await store.create(s, r0)
+    t.equal((await store.get(s.id, t0))?.roles, null)
+    t.equal(sessionOf(t, await store.rotate(rotation(s.id, r0, t0 + SECOND))).roles, null)
   })
 
   t.test('revoke ends the session', async (t) => {
