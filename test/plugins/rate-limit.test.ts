@@ -3,12 +3,14 @@ import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import Fastify from 'fastify'
+import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { loadConfig } from '../../src/config.js'
 import errorHandler from '../../src/plugins/app/error-handler.js'
 import rateLimit, { clientAddressKey } from '../../src/plugins/app/rate-limit.js'
 import type { Services } from '../../src/services.js'
 import { build } from '../helpers/app.js'
+import { eventually } from '../helpers/faults.js'
 import { STRONG_PASSWORD } from '../helpers/flows.js'
 import { testRedisUrl } from '../helpers/services.js'
 
@@ -445,6 +447,56 @@ t.test('two instances on one Redis share the counts', { skip: !testRedisUrl }, a
   assertRateLimited(t, await login(second.app, 'e@example.com'), 4)
   t.equal((await login(elsewhere.app, 'e@example.com')).statusCode, 401, 'another key prefix is apart')
 })
+
+t.test(
+  'the default limit leases counts: shared exactly enough, one Redis call per block',
+  { skip: !testRedisUrl },
+  async (t) => {
+    const env = { RATE_LIMIT_DEFAULT: '40/minute' }
+    const first = await build(t, env)
+    const second = await build(t, env, { databaseUrl: first.databaseUrl!, redisPrefix: first.redisPrefix })
+    const jwks = (app: typeof first.app) =>
+      app.inject({ method: 'GET', url: '/.well-known/jwks.json', remoteAddress: '192.0.2.90' })
+    let allowed = 0
+    for (let n = 0; n < 60; n++)
+      if ((await jwks(n % 2 === 0 ? first.app : second.app)).statusCode === 200) allowed++
+    // Each instance may hold back at most 40/20 = 2 counts it claimed and never used.
+    t.ok(allowed <= 40 && allowed >= 38, `two instances let ${allowed} of 60 through a limit of 40`)
+    assertRateLimited(t, await jwks(first.app), 40)
+    assertRateLimited(t, await jwks(second.app), 40)
+
+    // One busy client on one instance: claims of 1, 2, 4, … up to 1000/20 = 50 counts each.
+    const { app, redisPrefix } = await build(t, { RATE_LIMIT_DEFAULT: '1000/minute' })
+    await app.ready()
+    // Redis's MONITOR shows every command the server receives for this client's counter.
+    const from = '192.0.2.91'
+    const counter = `${redisPrefix}rl:default:${from}`
+    const client = new Redis(testRedisUrl!)
+    const monitor = await client.monitor()
+    t.teardown(() => {
+      monitor.disconnect()
+      client.disconnect()
+    })
+    let calls = 0
+    let sawRead = false
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args.includes(counter) && /^eval/i.test(args[0] ?? '')) calls++
+      if (args.includes(counter) && /^get$/i.test(args[0] ?? '')) sawRead = true
+    })
+    for (let n = 1; n <= 200; n++) {
+      const response = await app.inject({ method: 'GET', url: '/.well-known/jwks.json', remoteAddress: from })
+      t.equal(response.headers['ratelimit-remaining'], String(1000 - n), `request ${n} is counted exactly`)
+    }
+    // MONITOR reports in order: once it shows this read, it has shown every claim before it.
+    const counted = Number(await app.services.redis!.get(counter))
+    t.ok(await eventually(async () => sawRead), 'the monitor caught up')
+    t.ok(calls > 0 && calls <= 12, `200 requests cost ${calls} Redis calls`)
+    t.ok(
+      counted >= 200 && counted <= 250,
+      `Redis counted ${counted}: the requests and at most one block ahead`,
+    )
+  },
+)
 
 t.test(
   'Redis down: limited routes answer 503, the probes still answer',

@@ -142,30 +142,47 @@ function emailKey(request: FastifyRequest): string | undefined {
   return createHash('sha256').update(email.trim().normalize('NFC').toLowerCase()).digest('base64url')
 }
 
+/** The limit whose counts are leased (see LeasedCounters): the default one. */
+const LEASED_LIMIT = 'default:'
+
 /**
  * Counters for @fastify/rate-limit: fixed windows in Redis (shared by every instance on it) or,
  * without Redis, in this process. Keys are `${nameSpace}${limit}:${subject}`, so limits never
  * collide. A Redis failure becomes a DependencyUnavailableError: the request is refused with
  * 503 service_unavailable (fail closed), never let through unlimited and never a 500.
+ *
+ * The default limit (RATE_LIMIT_DEFAULT, every route without a limit of its own, the token
+ * endpoint and GET /v1/me included) leases its counts instead of asking Redis per request: see
+ * {@link LeasedCounters}. The sign-in and email limits count every request in Redis.
  */
 function storeFor(redis: RedisClient | undefined, nameSpace: string) {
   const script = `
-    local current = redis.call('INCR', KEYS[1])
+    local current = redis.call('INCRBY', KEYS[1], ARGV[2])
     local ttl = redis.call('PTTL', KEYS[1])
-    if current == 1 or ttl < 0 then
+    if current == tonumber(ARGV[2]) or ttl < 0 then
       redis.call('PEXPIRE', KEYS[1], ARGV[1])
       ttl = tonumber(ARGV[1])
     end
     return { current, ttl }`
   type Scripted = RedisClient & {
-    latchkeyRateLimit(key: string, windowMs: number): Promise<[number, number]>
+    latchkeyRateLimit(key: string, windowMs: number, by: number): Promise<[number, number]>
   }
   if (redis && typeof (redis as unknown as Partial<Scripted>).latchkeyRateLimit !== 'function') {
     redis.defineCommand('latchkeyRateLimit', { numberOfKeys: 1, lua: script })
   }
-
-  /** In-process counters, bounded so that a flood of addresses cannot exhaust memory. */
-  const MAX_LOCAL_KEYS = 100_000
+  const count = async (key: string, windowMs: number, by: number): Promise<Counted> => {
+    try {
+      const [current, ttl] = await (redis as unknown as Scripted).latchkeyRateLimit(
+        `${nameSpace}${key}`,
+        windowMs,
+        by,
+      )
+      return { current: Number(current), ttl: Number(ttl) }
+    } catch (error) {
+      throw new DependencyUnavailableError('redis', error)
+    }
+  }
+  const leased = redis ? new LeasedCounters(count) : undefined
 
   return class LatchkeyRateLimitStore implements FastifyRateLimitStore {
     readonly #local = new Map<string, { count: number; resetAt: number }>()
@@ -174,11 +191,16 @@ function storeFor(redis: RedisClient | undefined, nameSpace: string) {
       key: string,
       callback: (error: Error | null, result?: { current: number; ttl: number }) => void,
       timeWindow: number,
+      max: number,
     ): void {
       if (redis) {
-        ;(redis as unknown as Scripted).latchkeyRateLimit(`${nameSpace}${key}`, timeWindow).then(
-          ([current, ttl]) => callback(null, { current: Number(current), ttl: Number(ttl) }),
-          (error: unknown) => callback(new DependencyUnavailableError('redis', error)),
+        const counted =
+          leased && key.startsWith(LEASED_LIMIT)
+            ? leased.take(key, timeWindow, max)
+            : count(key, timeWindow, 1)
+        counted.then(
+          (result) => callback(null, result),
+          (error: Error) => callback(error),
         )
         return
       }
@@ -188,7 +210,7 @@ function storeFor(redis: RedisClient | undefined, nameSpace: string) {
       let entry = this.#local.get(key)
       if (!entry || entry.resetAt <= now) {
         if (entry) this.#local.delete(key)
-        else if (this.#local.size >= MAX_LOCAL_KEYS) this.#evict(now)
+        else if (this.#local.size >= MAX_KEYS) evictOldest(this.#local, now, (e) => e.resetAt)
         entry = { count: 0, resetAt: now + timeWindow }
         this.#local.set(key, entry)
       }
@@ -196,19 +218,123 @@ function storeFor(redis: RedisClient | undefined, nameSpace: string) {
       callback(null, { current: entry.count, ttl: entry.resetAt - now })
     }
 
-    #evict(now: number): void {
-      for (const [key, entry] of this.#local) if (entry.resetAt <= now) this.#local.delete(key)
-      // Still full: drop the oldest windows (Map order is insertion order).
-      let excess = this.#local.size - Math.floor(MAX_LOCAL_KEYS * 0.9)
-      for (const key of this.#local.keys()) {
-        if (excess-- <= 0) break
-        this.#local.delete(key)
-      }
-    }
-
     /** Each limit gets its own in-process map; in Redis the limit name is in the key already. */
     child(): FastifyRateLimitStore {
       return new LatchkeyRateLimitStore()
+    }
+  }
+}
+
+interface Counted {
+  /** The count of the window including this request (above `max`: refused). */
+  current: number
+  /** Milliseconds left in the window. */
+  ttl: number
+}
+
+/** In-process counters and leases are bounded, so that a flood of addresses cannot exhaust memory. */
+const MAX_KEYS = 100_000
+
+/** Drops expired entries, then the oldest tenth, of a map that reached its bound. */
+function evictOldest<V>(map: Map<string, V>, now: number, endOf: (value: V) => number): void {
+  for (const [key, value] of map) if (endOf(value) <= now) map.delete(key)
+  // Still full: drop the oldest windows (Map order is insertion order).
+  let excess = map.size - Math.floor(MAX_KEYS * 0.9)
+  for (const key of map.keys()) {
+    if (excess-- <= 0) break
+    map.delete(key)
+  }
+}
+
+interface Lease {
+  /** When the Redis window ends (ms, this process's clock). */
+  windowEnd: number
+  /** Counts claimed from Redis and not used yet. */
+  left: number
+  /** The window's count in Redis after this process's last claim. */
+  claimed: number
+  /** The size of the last claim; the next one doubles it, up to the cap. */
+  size: number
+  /** The whole limit is spent for this window: refuse without asking Redis. */
+  spent: boolean
+  /** A claim in flight; requests that find no counts left wait for it. */
+  pending: Promise<void> | undefined
+}
+
+/**
+ * Counts leased in blocks from the shared Redis counter, so that a busy client costs one Redis
+ * round trip per block rather than one per request. A client's first request in a window
+ * claims 1; each claim after that doubles, up to a twentieth of the limit. Claims add to the
+ * shared count before the requests they cover are served, so all instances together never let
+ * more than the limit through in a window; counts an instance claimed and did not use are lost
+ * when the window ends, so a client that spreads its requests over N instances may be refused
+ * up to (N − 1) × limit/20 requests early. A window whose count reached the limit is refused
+ * here until it ends. While Redis is unreachable, requests still covered by a lease pass;
+ * the next claim fails with 503.
+ */
+export class LeasedCounters {
+  readonly #leases = new Map<string, Lease>()
+
+  constructor(private readonly count: (key: string, windowMs: number, by: number) => Promise<Counted>) {}
+
+  async take(key: string, windowMs: number, max: number): Promise<Counted> {
+    for (;;) {
+      const now = Date.now()
+      const lease = this.#leases.get(key)
+      if (lease && lease.windowEnd > now) {
+        const ttl = lease.windowEnd - now
+        if (lease.left > 0) {
+          lease.left -= 1
+          return { current: lease.claimed - lease.left, ttl }
+        }
+        if (lease.spent) return { current: max + 1, ttl }
+        if (lease.pending) {
+          await lease.pending.catch(() => {})
+          continue
+        }
+      }
+      return this.#claim(key, lease, windowMs, max)
+    }
+  }
+
+  async #claim(key: string, previous: Lease | undefined, windowMs: number, max: number): Promise<Counted> {
+    const cap = Math.max(1, Math.floor(max / 20))
+    const size = previous ? Math.min(cap, previous.size * 2) : 1
+    const now = Date.now()
+    const lease: Lease = previous ?? {
+      windowEnd: now,
+      left: 0,
+      claimed: 0,
+      size,
+      spent: false,
+      pending: undefined,
+    }
+    if (!previous) {
+      if (this.#leases.size >= MAX_KEYS) evictOldest(this.#leases, now, (entry) => entry.windowEnd)
+      this.#leases.set(key, lease)
+    }
+    let settle!: () => void
+    lease.pending = new Promise<void>((resolve) => {
+      settle = resolve
+    })
+    try {
+      const { current, ttl } = await this.count(key, windowMs, size)
+      const before = current - size
+      const granted = Math.max(0, Math.min(size, max - before))
+      lease.windowEnd = Date.now() + ttl
+      lease.size = size
+      lease.spent = before + granted >= max
+      if (granted === 0) {
+        lease.left = 0
+        return { current: Math.max(current, max + 1), ttl }
+      }
+      // This request takes the first of the granted counts.
+      lease.left = granted - 1
+      lease.claimed = before + granted
+      return { current: before + 1, ttl }
+    } finally {
+      lease.pending = undefined
+      settle()
     }
   }
 }
