@@ -459,7 +459,7 @@ async function updateLiveSessions(
     const store = new RedisSessionStore(redis, { prefix: REDIS_PREFIX })
     let updated = 0
     for (const id of await new SessionRepository(database.db).listUnrevokedIds(userId))
-      if (await store.setRoles(id, roles)) updated++
+      if (await store.userChanged(id, roles)) updated++
     return updated
   } finally {
     redis.disconnect()

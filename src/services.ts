@@ -248,6 +248,7 @@ export async function createServices(
       users,
       identities,
       signIn,
+      sessions,
       audit,
       clock,
       settings: { baseUrl: config.ISSUER, redirectAllowlist: config.REDIRECT_ALLOWLIST },

@@ -110,8 +110,10 @@ export class AccountService {
     const userId = await this.consume('verify_email', token)
     const user = userId ? await users.findById(userId) : undefined
     if (!user) throw invalidLink()
-    if (!user.emailVerifiedAt)
+    if (!user.emailVerifiedAt) {
       await users.update(user.id, { emailVerifiedAt: new Date(this.deps.clock.now()) })
+      await this.deps.sessions.userChanged(user.id)
+    }
     await audit.record({
       type: 'user.email_verified',
       outcome: 'success',

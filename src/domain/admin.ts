@@ -121,7 +121,7 @@ export class Administration {
         })) ?? user
     }
     // Live sessions carry their roles (refreshes read them there): give them the new ones.
-    if (rolesChanged && !disable && roles) await this.deps.sessions.updateRoles(id, roles)
+    if (rolesChanged && !disable && roles) await this.deps.sessions.userChanged(id, { roles })
     if (disable) {
       await this.deps.sessions.revokeAllForUser(id, {
         reason: 'account_disabled',

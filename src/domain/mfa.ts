@@ -113,6 +113,7 @@ export class MfaService {
       totpEnabledAt: new Date(this.deps.clock.now()),
       totpPendingSealed: null,
     })
+    await this.deps.sessions.userChanged(user.id)
     this.deps.outbox.send({ to: user.email, ...templates.mfaChanged({ enabled: true }) })
     await this.deps.audit.record({
       type: 'mfa.enabled',
@@ -133,6 +134,7 @@ export class MfaService {
       totpPendingSealed: null,
     })
     await this.deps.recoveryCodes.deleteAll(user.id)
+    await this.deps.sessions.userChanged(user.id)
     this.deps.outbox.send({ to: user.email, ...templates.mfaChanged({ enabled: false }) })
     await this.deps.audit.record({
       type: 'mfa.disabled',
@@ -146,7 +148,9 @@ export class MfaService {
   /** A new set of ten recovery codes; the old set stops working. */
   async regenerateRecoveryCodes(user: UserRow): Promise<string[]> {
     if (!hasMfa(user)) throw new ProblemError('validation_failed', { detail: 'MFA is not enabled' })
-    return this.replaceRecoveryCodes(user)
+    const codes = await this.replaceRecoveryCodes(user)
+    await this.deps.sessions.userChanged(user.id)
+    return codes
   }
 
   /**
@@ -260,6 +264,7 @@ export class MfaService {
       new Date(this.deps.clock.now()),
     )
     if (!used) return false
+    await this.deps.sessions.userChanged(user.id)
     const left = await this.deps.recoveryCodes.countUnused(user.id)
     this.deps.outbox.send({
       to: user.email,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { OAuthError, ProblemError } from '../errors.js'
 import type { SessionRepository, SessionRow } from '../storage/session-repository.js'
-import type { SessionStore, StoredSession } from '../storage/session-store.js'
+import type { CachedProfile, SessionStore, StoredSession } from '../storage/session-store.js'
 import type { UserRepository, UserRow } from '../storage/user-repository.js'
 import type { AccessTokenIssuer } from './access-tokens.js'
 import type { AuditLog, RequestContext } from './audit.js'
@@ -161,7 +161,7 @@ export class SessionService {
     }
     if (current.roles.join(' ') !== session.roles?.join(' ')) {
       session.roles = [...current.roles]
-      await store.setRoles(session.id, session.roles)
+      await store.userChanged(session.id, session.roles)
     }
     return this.issued(session, await this.respond(session, session.roles, refreshToken))
   }
@@ -284,15 +284,16 @@ export class SessionService {
   }
 
   /**
-   * Gives the user's live sessions new roles (after the database holds them): their next
-   * refresh issues an access token with these roles and, for sessions that asked for no
-   * particular scope, the scope they grant. Answers how many sessions were updated.
+   * Tells the user's live sessions that the user changed (after the database holds it): their
+   * cached profile goes, and with `roles` their next refresh issues an access token with these
+   * roles and, for sessions that asked for no particular scope, the scope they grant. Every
+   * change GET /v1/me shows must call this. Answers how many sessions were told.
    */
-  async updateRoles(userId: string, roles: string[]): Promise<number> {
+  async userChanged(userId: string, change: { roles?: string[] } = {}): Promise<number> {
     const ids = await this.deps.sessions.listUnrevokedIds(userId)
-    let updated = 0
-    for (const id of ids) if (await this.deps.store.setRoles(id, roles)) updated++
-    return updated
+    let told = 0
+    for (const id of ids) if (await this.deps.store.userChanged(id, change.roles ?? null)) told++
+    return told
   }
 
   /** Ends every session of a user, or every one but `except`. */
@@ -308,6 +309,18 @@ export class SessionService {
   /** The live session behind an access token's `sid`, or null when it was revoked or expired. */
   async live(sessionId: string): Promise<StoredSession | null> {
     return this.deps.store.get(sessionId, this.deps.clock.now())
+  }
+
+  /** As `live`, with the session's cached profile (one round trip; every bearer request). */
+  async liveWithProfile(
+    sessionId: string,
+  ): Promise<{ session: StoredSession; profile: CachedProfile } | null> {
+    return this.deps.store.getWithProfile(sessionId, this.deps.clock.now())
+  }
+
+  /** Caches the GET /v1/me answer read at `version` (see CachedProfile); false when it moved on. */
+  async cacheProfile(sessionId: string, version: string, profile: unknown): Promise<boolean> {
+    return this.deps.store.cacheProfile(sessionId, version, JSON.stringify(profile))
   }
 
   /** The user's live sessions, newest first, for the session list. */

@@ -9,7 +9,7 @@ import type { Clock } from './clock.js'
 import { hashToken, randomToken } from './crypto.js'
 import { type IdTokenClaims, nonceMatches, type OidcProvider, type OidcProviders } from './oidc-providers.js'
 import { grantScope } from './policy.js'
-import type { IssuedTokens } from './sessions.js'
+import type { IssuedTokens, SessionService } from './sessions.js'
 import type { SignInGate } from './sign-in.js'
 
 /** How long a browser has to come back from the provider. */
@@ -28,6 +28,8 @@ export interface SocialLoginDeps {
   users: UserRepository
   identities: IdentityRepository
   signIn: SignInGate
+  /** Told when an identity is linked or unlinked (GET /v1/me lists them). */
+  sessions: Pick<SessionService, 'userChanged'>
   audit: AuditLog
   clock: Clock
   settings: {
@@ -364,6 +366,7 @@ export class SocialLogin {
           detail: 'The account is already linked to another identity at this provider',
         })
       }
+      await this.deps.sessions.userChanged(existing.id)
       await audit.record({
         type: 'identity.linked',
         outcome: 'success',
@@ -394,6 +397,7 @@ export class SocialLogin {
   /** Unlinks the user's identity at a provider when another way in remains (password or identity). */
   async unlink(userId: string, providerId: string, context: RequestContext): Promise<void> {
     const outcome = await this.deps.identities.unlinkUnlessLast(userId, providerId)
+    if (outcome === 'unlinked') await this.deps.sessions.userChanged(userId)
     if (outcome === 'not_found')
       throw new ProblemError('not_found', {
         detail: `No identity at "${providerId}" is linked to the account`,

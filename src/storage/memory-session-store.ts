@@ -8,6 +8,7 @@
  * removing it, so a later rotate() still answers 'expired' in both stores.
  */
 import type {
+  CachedProfile,
   RotateInput,
   RotateOutcome,
   SessionStore,
@@ -25,6 +26,8 @@ interface Entry {
   succ: string | null
   /** Every spent hash (including prev) → when it was spent. */
   spent: Map<string, number>
+  profile: string | null
+  profileVersion: number
 }
 
 export interface MemorySessionStoreOptions {
@@ -96,6 +99,8 @@ export class MemorySessionStore implements SessionStore {
       prevAt: 0,
       succ: null,
       spent: new Map(),
+      profile: null,
+      profileVersion: 0,
     })
   }
 
@@ -149,10 +154,31 @@ export class MemorySessionStore implements SessionStore {
     return true
   }
 
-  async setRoles(sessionId: string, roles: string[]): Promise<boolean> {
+  async getWithProfile(
+    sessionId: string,
+    now: number,
+  ): Promise<{ session: StoredSession; profile: CachedProfile } | null> {
+    const entry = this.#live(sessionId, now)
+    if (!entry) return null
+    return {
+      session: copy(entry.session),
+      profile: { json: entry.profile, version: String(entry.profileVersion) },
+    }
+  }
+
+  async cacheProfile(sessionId: string, version: string, json: string): Promise<boolean> {
+    const entry = this.#sessions.get(sessionId)
+    if (!entry || String(entry.profileVersion) !== version) return false
+    entry.profile = json
+    return true
+  }
+
+  async userChanged(sessionId: string, roles: string[] | null): Promise<boolean> {
     const entry = this.#sessions.get(sessionId)
     if (!entry) return false
-    entry.session.roles = [...roles]
+    entry.profileVersion += 1
+    entry.profile = null
+    if (roles) entry.session.roles = [...roles]
     return true
   }
 

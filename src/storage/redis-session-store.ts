@@ -10,6 +10,7 @@
  *   cur                               hash of the current refresh token
  *   prev, prev_at, succ               the token spent last, when (ms), and the sealed successor it got
  *   x:<hash>                          one per spent token (prev included) → when it was spent (ms)
+ *   profile, pv                       the cached GET /v1/me answer (JSON) and its version
  *
  * The key carries PEXPIREAT min(last_used + idle_ttl, expires), set on create and on each
  * rotation, so Redis drops dead sessions by itself. Rotation is one Lua script (atomic, so
@@ -18,6 +19,7 @@
  */
 import type { RedisClient } from './redis-client.js'
 import type {
+  CachedProfile,
   RotateInput,
   RotateOutcome,
   SessionStore,
@@ -115,10 +117,23 @@ redis.call('HSET', KEYS[1], 'auth_time', ARGV[1], 'amr', ARGV[2])
 return 1
 `
 
-/** KEYS[1] session key. ARGV: roles (JSON). Sets them on an existing session; 1, or 0 when gone. */
-const SET_ROLES_LUA = `
+/**
+ * KEYS[1] session key. ARGV: roles (JSON, or '' to keep them). On an existing session: bumps
+ * pv, drops the cached profile, sets the roles. Returns 1, or 0 when the session is gone.
+ */
+const USER_CHANGED_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'roles', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'pv', 1)
+redis.call('HDEL', KEYS[1], 'profile')
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'roles', ARGV[1]) end
+return 1
+`
+
+/** KEYS[1] session key. ARGV: version, profile (JSON). Caches it while pv is still the version. */
+const CACHE_PROFILE_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if (redis.call('HGET', KEYS[1], 'pv') or '0') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'profile', ARGV[2])
 return 1
 `
 
@@ -126,7 +141,8 @@ interface SessionCommands {
   latchkeySessionCreate(key: string, ...args: string[]): Promise<number>
   latchkeySessionRotate(key: string, ...args: string[]): Promise<string[]>
   latchkeySessionReauthenticate(key: string, ...args: string[]): Promise<number>
-  latchkeySessionSetRoles(key: string, roles: string): Promise<number>
+  latchkeySessionUserChanged(key: string, roles: string): Promise<number>
+  latchkeySessionCacheProfile(key: string, version: string, json: string): Promise<number>
 }
 
 function int(value: string | null | undefined, field: string): number {
@@ -177,7 +193,8 @@ export class RedisSessionStore implements SessionStore {
     redis.defineCommand('latchkeySessionCreate', { numberOfKeys: 1, lua: CREATE_LUA })
     redis.defineCommand('latchkeySessionRotate', { numberOfKeys: 1, lua: ROTATE_LUA })
     redis.defineCommand('latchkeySessionReauthenticate', { numberOfKeys: 1, lua: REAUTHENTICATE_LUA })
-    redis.defineCommand('latchkeySessionSetRoles', { numberOfKeys: 1, lua: SET_ROLES_LUA })
+    redis.defineCommand('latchkeySessionUserChanged', { numberOfKeys: 1, lua: USER_CHANGED_LUA })
+    redis.defineCommand('latchkeySessionCacheProfile', { numberOfKeys: 1, lua: CACHE_PROFILE_LUA })
     this.#redis = redis as RedisClient & SessionCommands
   }
 
@@ -278,8 +295,25 @@ export class RedisSessionStore implements SessionStore {
     return changed === 1
   }
 
-  async setRoles(sessionId: string, roles: string[]): Promise<boolean> {
-    return (await this.#redis.latchkeySessionSetRoles(this.key(sessionId), JSON.stringify(roles))) === 1
+  async getWithProfile(
+    sessionId: string,
+    now: number,
+  ): Promise<{ session: StoredSession; profile: CachedProfile } | null> {
+    const values = await this.#redis.hmget(this.key(sessionId), ...SESSION_FIELDS, 'profile', 'pv')
+    if (values[0] == null) return null
+    const session = toSession(sessionId, values)
+    if (isExpired(session, now)) return null
+    const [json = null, version = null] = values.slice(SESSION_FIELDS.length)
+    return { session, profile: { json, version: version ?? '0' } }
+  }
+
+  async cacheProfile(sessionId: string, version: string, json: string): Promise<boolean> {
+    return (await this.#redis.latchkeySessionCacheProfile(this.key(sessionId), version, json)) === 1
+  }
+
+  async userChanged(sessionId: string, roles: string[] | null): Promise<boolean> {
+    const encoded = roles ? JSON.stringify(roles) : ''
+    return (await this.#redis.latchkeySessionUserChanged(this.key(sessionId), encoded)) === 1
   }
 
   async revoke(sessionId: string): Promise<boolean> {

@@ -30,7 +30,7 @@ export interface StoredSession {
   expiresAt: number
   /**
    * The user's roles, kept here so that a refresh needs no database read; every role change
-   * updates the live sessions (`setRoles`). Null for a session stored without them: the
+   * updates the live sessions (`userChanged`). Null for a session stored without them: the
    * caller reads the roles from the database.
    */
   roles: string[] | null
@@ -61,6 +61,17 @@ export type RotateOutcome =
   /** No such live session, or a token this session never issued. Nothing changes. */
   | { outcome: 'unknown' }
 
+/**
+ * The user's profile as GET /v1/me answers it, cached in the session (JSON), and the version
+ * that `userChanged` bumps. A reader that found no profile reads the database and stores what
+ * it read only if the version is still the one it saw, so a change that lands in between is
+ * never overwritten by older data.
+ */
+export interface CachedProfile {
+  json: string | null
+  version: string
+}
+
 /** Where a presented token stands in its session, for logout and RFC 7009 revocation. */
 export type TokenStanding = 'current' | 'previous' | 'spent'
 
@@ -79,8 +90,19 @@ export interface SessionStore {
    * its refresh token and lifetimes do not. False when the session is gone.
    */
   reauthenticate(sessionId: string, authTime: number, amr: string[], now: number): Promise<boolean>
-  /** Replaces the roles of a live session (a role change); false when the session is gone. */
-  setRoles(sessionId: string, roles: string[]): Promise<boolean>
+  /** The live session with its cached profile, in one round trip (every bearer request). */
+  getWithProfile(
+    sessionId: string,
+    now: number,
+  ): Promise<{ session: StoredSession; profile: CachedProfile } | null>
+  /** Caches a profile read at `version`; false when the session is gone or the version moved on. */
+  cacheProfile(sessionId: string, version: string, json: string): Promise<boolean>
+  /**
+   * Something the profile shows changed (called after the database holds it): drops the cached
+   * profile, bumps its version, and with `roles` replaces the session's roles. False when the
+   * session is gone.
+   */
+  userChanged(sessionId: string, roles: string[] | null): Promise<boolean>
   /** Ends a session at once; true when it was live. */
   revoke(sessionId: string): Promise<boolean>
   /** Round trip for /readyz. */

@@ -146,7 +146,7 @@ t.test(
     const stale = await refresh(login.refresh_token)
     t.equal(stale.statusCode, 200)
     t.same(decodeJwt(stale.json().access_token).roles, ['user'])
-    t.equal(await sessions.updateRoles(userId, ['user', 'support']), 1, 'one live session updated')
+    t.equal(await sessions.userChanged(userId, { roles: ['user', 'support'] }), 1, 'one live session updated')
     const updated = await refresh(stale.json().refresh_token)
     t.same(decodeJwt(updated.json().access_token).roles, ['user', 'support'])
 

@@ -341,7 +341,18 @@ t.test('social login through a real OpenID Provider (oidc-provider)', async (t) 
   })
 
   await t.test('linking to an existing account needs verified emails on both sides', async (t) => {
-    await signUpAndLogin(app, smtp, 'carol@example.com')
+    const password = await signUpAndLogin(app, smtp, 'carol@example.com')
+    const passwordMe = () =>
+      app.inject({
+        method: 'GET',
+        url: '/v1/me',
+        headers: { authorization: `Bearer ${password.access_token}` },
+      })
+    t.same(
+      (await passwordMe()).json().identities,
+      [],
+      'the password session sees no identity (and caches that)',
+    )
     op.signInAs('carol-unverified', { email: 'carol@example.com', email_verified: false })
     const refused = await signIn('op')
     t.equal(refused.target.searchParams.get('error'), 'account_exists')
@@ -374,6 +385,11 @@ t.test('social login through a real OpenID Provider (oidc-provider)', async (t) 
     t.same(
       identities.map((identity) => [identity.provider, identity.issuer, identity.subject]),
       [['op', op.issuer, 'carol-sub']],
+    )
+    t.same(
+      (await passwordMe()).json().identities,
+      [{ provider: 'op', subject: 'carol-sub' }],
+      'the earlier session sees the link at once',
     )
 
     // An unverified password account is not linked, even to a verified identity.
@@ -454,6 +470,8 @@ t.test('social login through a real OpenID Provider (oidc-provider)', async (t) 
       payload: { email: 'carol@example.com', password: STRONG_PASSWORD },
     })
     const carolBearer = { authorization: `Bearer ${carol.json().access_token}` }
+    const before = await app.inject({ method: 'GET', url: '/v1/me', headers: carolBearer })
+    t.same(before.json().identities, [{ provider: 'op', subject: 'carol-sub' }])
     const unlinked = await app.inject({ method: 'DELETE', url: '/v1/me/identities/op', headers: carolBearer })
     t.equal(unlinked.statusCode, 204)
     const carolUser = await app.services.users.findByEmail('carol@example.com')

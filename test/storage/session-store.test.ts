@@ -311,13 +311,13 @@ function contract(t: Test, make: Factory): void {
     t.equal(await store.reauthenticate(s.id, 1, ['pwd'], late), false, 'an expired session stays expired')
   })
 
-  t.test('setRoles replaces the roles of a live session; rotations and retries carry them', async (t) => {
+  t.test('userChanged replaces the roles of a live session; rotations and retries carry them', async (t) => {
     const { store } = await setup(t)
     const t0 = Date.now()
     const s = newSession(t0)
     const r0 = hash()
     await store.create(s, r0)
-    t.equal(await store.setRoles(s.id, ['user', 'admin']), true)
+    t.equal(await store.userChanged(s.id, ['user', 'admin']), true)
     t.same((await store.get(s.id, t0))?.roles, ['user', 'admin'])
     const first = rotation(s.id, r0, t0 + SECOND)
     t.same(sessionOf(t, await store.rotate(first)).roles, ['user', 'admin'], 'rotated')
@@ -326,11 +326,11 @@ function contract(t: Test, make: Factory): void {
       ['user', 'admin'],
       'replayed',
     )
-    t.equal(await store.setRoles(s.id, ['user']), true)
+    t.equal(await store.userChanged(s.id, ['user']), true)
     t.same(sessionOf(t, await store.rotate(rotation(s.id, r0, t0 + HOUR))).roles, ['user'], 'reused')
-    t.equal(await store.setRoles(s.id, ['user']), false, 'a revoked session is not brought back')
+    t.equal(await store.userChanged(s.id, ['user']), false, 'a revoked session is not brought back')
     t.equal(await store.get(s.id, t0 + HOUR), null)
-    t.equal(await store.setRoles(randomUUID(), ['user']), false, 'no such session')
+    t.equal(await store.userChanged(randomUUID(), ['user']), false, 'no such session')
   })
 
   t.test('a session stored without roles reads as roles null', async (t) => {

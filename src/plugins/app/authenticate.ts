@@ -6,6 +6,7 @@ import { hasMfa } from '../../domain/mfa.js'
 import { hasRole, hasScopes } from '../../domain/policy.js'
 import { bearerError, ProblemError } from '../../errors.js'
 import type { Services } from '../../services.js'
+import type { CachedProfile } from '../../storage/session-store.js'
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
@@ -15,6 +16,10 @@ declare module '@fastify/jwt' {
 }
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by `authenticate`: the session's cached GET /v1/me answer and its version. */
+    cachedProfile: CachedProfile | null
+  }
   interface FastifyInstance {
     /** preHandler: a valid access token of a live session, or 401. Sets `request.user`. */
     authenticate: preHandlerAsyncHookHandler
@@ -67,6 +72,7 @@ export default fp(
       } as never,
     })
 
+    app.decorateRequest('cachedProfile', null)
     app.decorate('authenticate', async function authenticateRequest(request: FastifyRequest) {
       const header = request.headers.authorization
       // No Bearer credentials at all (none, or another scheme such as Basic) is RFC 6750 §3.1's
@@ -83,8 +89,9 @@ export default fp(
       const claims = request.user
       if (!hasWellFormedClaims(claims)) throw bearerError('invalid')
       // A revoked session's tokens stop at once, before they expire.
-      const session = await sessions.live(claims.sid)
-      if (!session || session.userId !== claims.sub) throw bearerError('invalid', 'The session has ended')
+      const live = await sessions.liveWithProfile(claims.sid)
+      if (!live || live.session.userId !== claims.sub) throw bearerError('invalid', 'The session has ended')
+      request.cachedProfile = live.profile
     })
 
     app.decorate('requireScope', (...required: string[]) => {

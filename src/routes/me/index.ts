@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
+import { type Static, Type } from '@sinclair/typebox'
 import { hasMfa } from '../../domain/mfa.js'
 import { ProblemError } from '../../errors.js'
 import { Password, problems, Uuid } from '../../schemas/common.js'
@@ -46,11 +46,14 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       noStore(reply)
+      // The session caches this answer; every change it shows clears it (SessionService.userChanged).
+      const cached = request.cachedProfile
+      if (cached?.json) return JSON.parse(cached.json) as Static<typeof Me>
       const profile = await users.findProfile(request.user.sub)
       if (!profile)
         throw new ProblemError('invalid_token', { status: 401, detail: 'The account no longer exists' })
       const { user } = profile
-      return {
+      const me: Static<typeof Me> = {
         id: user.id,
         email: user.email,
         email_verified: user.emailVerifiedAt !== null,
@@ -59,6 +62,13 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         identities: profile.identities,
         created_at: user.createdAt.toISOString(),
       }
+      if (cached) {
+        // A cache that cannot be written costs the next request a database read, nothing more.
+        await sessions.cacheProfile(request.user.sid, cached.version, me).catch((error: unknown) => {
+          request.log.warn({ err: error }, 'could not cache the profile')
+        })
+      }
+      return me
     },
   )
 
