@@ -3,6 +3,18 @@ import type { RequestContext } from '../domain/audit.js'
 import type { Actor } from '../domain/policy.js'
 import type { IssuedTokens, TokenResponse } from '../domain/sessions.js'
 
+/**
+ * onRequest, first on the routes that always hash a password: when the hashing queue is full,
+ * answer 503 with Retry-After before the body is read, the rate limits counted or the database
+ * asked. A login flood then costs the routes that do not hash (token checks, refreshes) as
+ * little as it can. The services check again (the queue may fill in between).
+ */
+export function shedWhenHashingIsFull(hasher: { assertCapacity(): void }): onRequestAsyncHookHandler {
+  return async function shedWhenHashingIsFull() {
+    hasher.assertCapacity()
+  }
+}
+
 /** Who is asking, for audit events and session list entries. */
 export function requestContext(request: FastifyRequest): RequestContext {
   const userAgent = request.headers['user-agent']

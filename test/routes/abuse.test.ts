@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers/promises'
 import t from 'tap'
 import { build } from '../helpers/app.js'
 import { readableMail, STRONG_PASSWORD, signUpAndLogin, tokenFromMail } from '../helpers/flows.js'
@@ -156,6 +157,19 @@ t.test('a login flood is shed with 503 and Retry-After; bearer requests still an
     headers: { authorization: `Bearer ${tokens.access_token}` },
   })
   t.equal(me.statusCode, 200, 'token verification answers during the flood')
+  // With the queue full, a login is shed before its body is read or a limit counted: even a
+  // malformed one gets the 503, not a 400.
+  const until = Date.now() + 10_000
+  while (app.services.hasher.queueDepth < 64 && Date.now() < until) await setTimeout(2)
+  t.equal(app.services.hasher.queueDepth, 64, 'the queue is full')
+  const malformed = await app.inject({
+    method: 'POST',
+    url: '/v1/auth/login',
+    remoteAddress: '10.2.0.1',
+    payload: { email: 'not an address' },
+  })
+  t.equal(malformed.statusCode, 503, 'shed at the door')
+  t.equal(malformed.headers['retry-after'], '1')
   const answers = await Promise.all(flood)
   const shed = answers.filter((answer) => answer.statusCode === 503)
   const checked = answers.filter((answer) => answer.statusCode === 401)

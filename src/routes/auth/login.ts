@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Email, Password, problems, TokenResponse } from '../../schemas/common.js'
-import { answerTokens, countsAsLogin, requestContext } from '../context.js'
+import { answerTokens, countsAsLogin, requestContext, shedWhenHashingIsFull } from '../context.js'
 
 const LoginRequest = Type.Object(
   {
@@ -29,12 +29,12 @@ const LoginRequest = Type.Object(
 
 /** Password sign-in. */
 const loginRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { accounts } = app.services
+  const { accounts, hasher } = app.services
 
   app.post(
     '/login',
     {
-      onRequest: [countsAsLogin('password'), app.rateLimits.loginIp],
+      onRequest: [countsAsLogin('password'), shedWhenHashingIsFull(hasher), app.rateLimits.loginIp],
       preHandler: app.rateLimits.loginAccount,
       schema: {
         tags: ['sign-in'],

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Email, Password, problems } from '../../schemas/common.js'
-import { requestContext } from '../context.js'
+import { requestContext, shedWhenHashingIsFull } from '../context.js'
 
 const Accepted = Type.Object({ status: Type.Literal('verification_email_sent') })
 
@@ -12,7 +12,7 @@ const signupRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/signup',
     {
-      onRequest: app.rateLimits.emailIp,
+      onRequest: [shedWhenHashingIsFull(app.services.hasher), app.rateLimits.emailIp],
       preHandler: app.rateLimits.emailAccount,
       schema: {
         tags: ['sign-up'],
