@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { connect } from 'node:net'
 import t from 'tap'
+import { AuditRepository } from '../src/storage/audit-repository.js'
+import { openDatabase } from '../src/storage/database.js'
 import { createTestDatabase, RELAXED_RATE_LIMITS, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js'
 import { testRedisUrl } from './helpers/services.js'
 
@@ -72,4 +75,49 @@ t.test('SIGTERM lets in-flight requests finish, then exits 0', async (t) => {
   t.equal(code, 0, 'exit status 0', { output: output().slice(-3000) })
   t.match(output(), /"signal":"SIGTERM"/)
   t.match(output(), /shutting down/)
+})
+
+t.test('SIGTERM waits for the work of a request whose client went away', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const dataDir = t.testdir()
+  const { child, url, output } = await startServer({
+    NODE_ENV: 'test',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    DATA_DIR: dataDir,
+    KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
+    ...RELAXED_RATE_LIMITS,
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    ...(testRedisUrl ? { REDIS_URL: testRedisUrl } : {}),
+  })
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+
+  // A login (argon2id first, then the failure is recorded in the database) from a client that
+  // hangs up as soon as the server has it: no connection is left for the server to wait on.
+  const { port } = new URL(url)
+  const socket = connect(Number(port), '127.0.0.1')
+  await once(socket, 'connect')
+  const body = JSON.stringify({ email: 'gone@example.com', password: 'not a real password here' })
+  socket.write(
+    `POST /v1/auth/login HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  )
+  const deadline = Date.now() + 20_000
+  while (!/"url":"\/v1\/auth\/login"[^\n]*"incoming request"/.test(output())) {
+    if (Date.now() > deadline) throw new Error(`the login did not arrive:\n${output()}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  socket.destroy()
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  const [code] = await exited
+  t.equal(code, 0, 'exit status 0', { output: output().slice(-3000) })
+  t.match(output(), /waiting for requests whose clients left/)
+  t.notMatch(output(), /"level":50/, 'nothing failed under the closing pools')
+
+  const database = await openDatabase({ url: databaseUrl, dataDir })
+  t.teardown(() => database.close())
+  const failed = await new AuditRepository(database.db).list({ type: 'auth.login_failed', limit: 10 })
+  t.equal(failed.length, 1, "the abandoned login's audit event was written before the pools closed")
 })
