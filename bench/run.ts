@@ -362,6 +362,20 @@ function refreshLoad(
 // its hundreds of answers per second does not delay the event loop that times GET /v1/me.
 
 const FLOODED = 'GET /v1/me (login flood)'
+/**
+ * BENCH_ONLY group, scenario name, flood connections. 128 connections overflow the hashing queue
+ * (the 503 path); 32 keep argon2 at full throughput with every login waiting its turn.
+ */
+const FLOODS = [
+  ['flood', FLOODED, FLOOD_CONNECTIONS],
+  ['flood-paced', 'GET /v1/me (login flood at argon2 pace)', 32],
+] as const
+const REFRESH = 'POST /v1/auth/token (refresh)'
+/** BENCH_ONLY group, SIGNING_ALG, scenario name. */
+const ALG_VARIANTS = [
+  ['refresh-es256', 'ES256', 'POST /v1/auth/token (refresh, ES256)'],
+  ['refresh-eddsa', 'EdDSA', 'POST /v1/auth/token (refresh, EdDSA)'],
+] as const
 const PEER_REFRESH = 'oidc-provider refresh (peer)'
 const SIGN_IN_PROCESS = 'jose RS256 sign, in-process'
 /** In flight at once for the in-process signing ceiling. */
@@ -434,6 +448,8 @@ interface FloodPlan {
 interface FloodResult {
   warm?: Measurement
   measured: Measurement
+  /** Added by the parent: the flood's connections. */
+  connections?: number
   /** 503 answers (warm-up included) that came without a Retry-After header. */
   missingRetryAfter: number
   /** Added by the parent: the server's log lines while flooded, and the first one. */
@@ -520,6 +536,8 @@ async function floodMain(): Promise<number> {
 // The run
 
 interface Resources {
+  /** More databases made during the run (dropped with the main one). */
+  extraDatabases: string[]
   databaseName: string
   databaseUrl: string
   redisPrefix: string
@@ -537,6 +555,7 @@ async function createResources(): Promise<Resources> {
   const url = new URL(ADMIN_DATABASE_URL)
   url.pathname = `/${databaseName}`
   return {
+    extraDatabases: [],
     databaseName,
     databaseUrl: url.toString(),
     redisPrefix: `lkbench:${randomBytes(6).toString('hex')}:`,
@@ -544,11 +563,28 @@ async function createResources(): Promise<Resources> {
   }
 }
 
+/** Another database for this run, `<main>_<suffix>`; answers its URL. */
+async function extraDatabase(resources: Resources, suffix: string): Promise<string> {
+  const name = `${resources.databaseName}_${suffix}`
+  const admin = postgres(ADMIN_DATABASE_URL, { max: 1, onnotice: () => {} })
+  try {
+    await admin.unsafe(`create database ${name}`)
+  } finally {
+    await admin.end()
+  }
+  resources.extraDatabases.push(name)
+  const url = new URL(ADMIN_DATABASE_URL)
+  url.pathname = `/${name}`
+  return url.toString()
+}
+
 async function removeResources(resources: Resources): Promise<void> {
   const admin = postgres(ADMIN_DATABASE_URL, { max: 1, onnotice: () => {} })
-  await admin
-    .unsafe(`drop database if exists ${resources.databaseName} with (force)`)
-    .catch((error: unknown) => log(`could not drop ${resources.databaseName}: ${error}`))
+  for (const name of [resources.databaseName, ...resources.extraDatabases]) {
+    await admin
+      .unsafe(`drop database if exists ${name} with (force)`)
+      .catch((error: unknown) => log(`could not drop ${name}: ${error}`))
+  }
   await admin.end()
   const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 })
   try {
@@ -649,8 +685,8 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
   // The same GET /v1/me while a second load generator floods login with wrong passwords. The
   // flood's 401s and 503s are its expected answers; GET /v1/me must still answer 2xx only.
   // The server's log is counted, not echoed: every shed login may log a line.
-  if (wanted('flood'))
-    await withServer(
+  const floodScenario = (name: string, connections: number) =>
+    withServer(
       'product',
       productEnv(1 + FLOOD_USERS),
       async (server) => {
@@ -661,28 +697,31 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
         const wrong = `${password}-wrong`
         const flood = startFlood({
           port,
-          connections: FLOOD_CONNECTIONS,
+          connections,
           warmup: WARMUP,
           // A second longer: GET /v1/me's measurement must not outlast the flood.
           duration: DURATION + 1,
           bodies: targets.map((target) => JSON.stringify({ email: target, password: wrong })),
         })
         await flood.started
-        log(`login flood: ${FLOOD_CONNECTIONS} connections, wrong passwords for ${targets.length} users`)
-        const outcome = await scenario(FLOODED, port, () => ({
+        log(`login flood: ${connections} connections, wrong passwords for ${targets.length} users`)
+        const outcome = await scenario(name, port, () => ({
           path: '/v1/me',
           headers,
           connections: CONNECTIONS,
         }))
         log('login flood: waiting for its last second')
-        outcome.flood = { ...(await flood.done), serverLog: server.logs() }
+        outcome.flood = { ...(await flood.done), connections, serverLog: server.logs() }
         outcomes.push(outcome)
       },
       true,
     )
 
-  if (wanted('refresh'))
-    await withServer('product', productEnv(CHAINS), async ({ ready }) => {
+  for (const [group, name, connections] of FLOODS) if (wanted(group)) await floodScenario(name, connections)
+
+  /** Refresh rotation on 16 independent chains, with the signing algorithm of `env`. */
+  const refreshScenario = (name: string, env: Record<string, string>) =>
+    withServer('product', { ...productEnv(CHAINS), ...env }, async ({ ready }) => {
       const emails = ready.emails!
       // Two sessions per user: one chain set for the warm-up, a fresh one for the measurement,
       // so a token spent by a request cut off at the end of the warm-up cannot break a chain.
@@ -698,9 +737,7 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
         firstError ??= message
       }
       const sets = WARMUP > 0 ? [warmChains, chains] : [chains]
-      const outcome = await scenario('POST /v1/auth/token (refresh)', ready.port, () =>
-        refreshLoad(sets.shift() ?? [], noteFailure),
-      )
+      const outcome = await scenario(name, ready.port, () => refreshLoad(sets.shift() ?? [], noteFailure))
       // Broken: any non-200 answer, or (measured chains) not a single rotation.
       const broken = [
         ...warmChains.filter((chain) => chain.failures > 0),
@@ -715,6 +752,15 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
       }
       outcomes.push(outcome)
     })
+
+  if (wanted('refresh')) await refreshScenario(REFRESH, {})
+  // SIGNING_ALG=ES256 and EdDSA, each on a database of its own: the key table decides what
+  // signs, and the first key is made with the configured algorithm.
+  for (const [group, alg, name] of ALG_VARIANTS) {
+    if (!wanted(group)) continue
+    const databaseUrl = await extraDatabase(resources, alg.toLowerCase())
+    await refreshScenario(name, { BENCH_DATABASE_URL: databaseUrl, BENCH_SIGNING_ALG: alg })
+  }
 
   // The peer: oidc-provider's refresh grant (rotation, RS256 JWT access tokens), same load.
   if (wanted('peer'))
@@ -780,8 +826,9 @@ const RATIOS: Record<string, string[]> = {
   'jose RS256 verify': ['bare GET /'],
   'jose RS256 sign': ['bare GET /'],
   'GET /v1/me': ['bare GET /', 'jose RS256 verify'],
-  [FLOODED]: ['GET /v1/me'],
-  'POST /v1/auth/token (refresh)': ['jose RS256 sign', SIGN_IN_PROCESS, PEER_REFRESH],
+  ...Object.fromEntries(FLOODS.map(([, name]) => [name, ['GET /v1/me']])),
+  [REFRESH]: ['jose RS256 sign', SIGN_IN_PROCESS, PEER_REFRESH],
+  ...Object.fromEntries(ALG_VARIANTS.map(([, , name]) => [name, [REFRESH, PEER_REFRESH]])),
   [PEER_REFRESH]: [SIGN_IN_PROCESS],
   'POST /v1/auth/login (argon2id)': ['bare GET /'],
 }
@@ -793,6 +840,7 @@ const SHORT: Record<string, string> = {
   'GET /v1/me': 'idle',
   [SIGN_IN_PROCESS]: 'in-process sign',
   [PEER_REFRESH]: 'oidc-provider',
+  [REFRESH]: 'RS256 refresh',
 }
 
 function ratios(outcome: Outcome, all: Outcome[]): string {
@@ -920,19 +968,18 @@ function targets(outcomes: Outcome[]): string[][] {
   const rps = (name: string) =>
     outcomes.find((o) => o.name === name)?.measurement.requestsPerSecond ?? Number.NaN
   const idle = outcomes.find((o) => o.name === 'GET /v1/me')?.measurement
-  const flooded = outcomes.find((o) => o.name === FLOODED)?.measurement
   const rows: [string, number, string, boolean][] = [
     [
       `refresh / in-process RS256 sign (${SIGN_IN_FLIGHT} in flight)`,
-      rps('POST /v1/auth/token (refresh)') / rps(SIGN_IN_PROCESS),
+      rps(REFRESH) / rps(SIGN_IN_PROCESS),
       '>= 0.75',
-      rps('POST /v1/auth/token (refresh)') / rps(SIGN_IN_PROCESS) >= 0.75,
+      rps(REFRESH) / rps(SIGN_IN_PROCESS) >= 0.75,
     ],
     [
       'refresh / oidc-provider refresh',
-      rps('POST /v1/auth/token (refresh)') / rps(PEER_REFRESH),
+      rps(REFRESH) / rps(PEER_REFRESH),
       '>= 2',
-      rps('POST /v1/auth/token (refresh)') / rps(PEER_REFRESH) >= 2,
+      rps(REFRESH) / rps(PEER_REFRESH) >= 2,
     ],
     [
       'GET /v1/me / bare Fastify + jose verify',
@@ -941,11 +988,14 @@ function targets(outcomes: Outcome[]): string[][] {
       rps('GET /v1/me') / rps('jose RS256 verify') >= 0.7,
     ],
   ]
-  if (idle && flooded) {
-    const throughput = flooded.requestsPerSecond / idle.requestsPerSecond
-    const p99 = flooded.p99 / idle.p99
-    rows.push(['GET /v1/me under login flood / idle, req/s', throughput, '>= 0.5', throughput >= 0.5])
-    rows.push(['GET /v1/me under login flood / idle, p99', p99, '<= 3', p99 <= 3])
+  for (const flooded of outcomes.filter((o) => o.flood)) {
+    if (!idle) break
+    const under = flooded.measurement
+    const throughput = under.requestsPerSecond / idle.requestsPerSecond
+    const p99 = under.p99 / idle.p99
+    const label = `GET /v1/me under a ${flooded.flood?.connections}-connection login flood / idle`
+    rows.push([`${label}, req/s`, throughput, '>= 0.5', throughput >= 0.5])
+    rows.push([`${label}, p99`, p99, '<= 3', p99 <= 3])
   }
   return rows.map(([name, value, goal, met]) => [
     name,
@@ -993,14 +1043,14 @@ function report(outcomes: Outcome[]): number {
   out()
   out('targets (ratios measured in this run):')
   out(table(['target', 'measured', 'goal', 'met'], targets(outcomes), ['l', 'r', 'r', 'l']))
-  const flooded = outcomes.find((o) => o.flood)
+  const floods = outcomes.filter((o) => o.flood)
   const idle = outcomes.find((o) => o.name === 'GET /v1/me')
-  if (flooded?.flood) {
+  for (const flooded of floods) {
+    if (!flooded.flood) continue
+    const connections = flooded.flood.connections ?? FLOOD_CONNECTIONS
     const under = flooded.measurement
     out()
-    out(
-      `GET /v1/me (${CONNECTIONS} connections), idle and under a ${FLOOD_CONNECTIONS}-connection login flood:`,
-    )
+    out(`GET /v1/me (${CONNECTIONS} connections), idle and under a ${connections}-connection login flood:`)
     if (idle) {
       const was = idle.measurement
       out(
@@ -1022,7 +1072,7 @@ function report(outcomes: Outcome[]): number {
     }
     out()
     out(
-      `login flood (${FLOOD_CONNECTIONS} connections, wrong passwords for ${FLOOD_USERS} users, its own process), ${flooded.flood.measured.seconds} s measured:`,
+      `login flood (${connections} connections, wrong passwords for ${FLOOD_USERS} users, its own process), ${flooded.flood.measured.seconds} s measured:`,
     )
     out(
       table(['answer', 'count', 'req/s', 'p50 ms', 'p99 ms'], floodRows(flooded.flood), [
@@ -1046,15 +1096,16 @@ function report(outcomes: Outcome[]): number {
       `| ${o.name} | ${m.connections} | ${fmt.rps(m.requestsPerSecond)} | ${fmt.ms(m.p50)} | ${fmt.ms(m.p99)} |`,
     )
   }
-  if (flooded?.flood) {
+  for (const flooded of floods) {
+    if (!flooded.flood) continue
     out()
-    out(`| login flood (${FLOOD_CONNECTIONS} connections) | answers | req/s | p50 ms | p99 ms |`)
+    out(`| login flood (${flooded.flood.connections} connections) | answers | req/s | p50 ms | p99 ms |`)
     out('| --- | ---: | ---: | ---: | ---: |')
     for (const row of floodRows(flooded.flood)) out(`| ${row.join(' | ')} |`)
   }
   out()
   out(
-    `_Node ${process.version}, ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}; ${DURATION} s per scenario (login ${LOGIN_DURATION} s) after a ${WARMUP} s warm-up; login flood: ${FLOOD_CONNECTIONS} connections of wrong passwords from a second autocannon process; autocannon, PostgreSQL and Redis on the same machine; 1-minute load average ${startLoad.toFixed(2)} before the run._`,
+    `_Node ${process.version}, ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}; ${DURATION} s per scenario (login ${LOGIN_DURATION} s) after a ${WARMUP} s warm-up; login floods: ${FLOODS.map(([, , n]) => n).join(' and ')} connections of wrong passwords from a second autocannon process; autocannon, PostgreSQL and Redis on the same machine; 1-minute load average ${startLoad.toFixed(2)} before the run._`,
   )
 
   const problems = outcomes.flatMap((o) => failures(o).map((problem) => `${o.name}: ${problem}`))

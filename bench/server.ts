@@ -138,6 +138,8 @@ async function product(): Promise<{ app: FastifyInstance; ready: Omit<Ready, 'po
     RATE_LIMIT_LOGIN_IP: BENCH_RATE,
     RATE_LIMIT_LOGIN_ACCOUNT: BENCH_RATE,
     RATE_LIMIT_DEFAULT: BENCH_RATE,
+    // The refresh variants: a fresh database whose first key has this algorithm.
+    SIGNING_ALG: process.env.BENCH_SIGNING_ALG || 'RS256',
   })
   const app = await buildApp(config, { redisPrefix: required('BENCH_REDIS_PREFIX') })
 
