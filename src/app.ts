@@ -3,7 +3,7 @@ import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { DrizzleQueryError } from 'drizzle-orm'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { stdSerializers } from 'pino'
 import type { Config } from './config.js'
 import authenticate from './plugins/app/authenticate.js'
@@ -123,35 +123,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const services = options.services ?? (await createServices(config, app.log, options))
   app.decorate('config', config)
   app.decorate('services', services)
-  // Requests whose work is not done yet: a client that went away leaves no connection for
-  // server.close() to wait on, but its handler still runs and still needs the pools. They are
-  // done at onSend (the handler, or the error handler, produced the answer) or onResponse.
-  const working = new Set<FastifyRequest>()
-  let drained: (() => void) | undefined
-  const done = async (request: FastifyRequest) => {
-    if (working.delete(request) && working.size === 0) drained?.()
-  }
-  app.addHook('onRequest', async (request) => {
-    working.add(request)
-  })
-  app.addHook('onSend', async (request) => {
-    await done(request)
-  })
-  app.addHook('onResponse', done)
   app.addHook('onClose', async () => {
-    if (working.size > 0) {
-      app.log.info({ requests: working.size }, 'waiting for requests whose clients left')
-      // Bounded, and within SHUTDOWN_TIMEOUT, after which the process exits anyway.
-      const limit = Math.max(0, Math.min(config.REQUEST_TIMEOUT, config.SHUTDOWN_TIMEOUT - 1)) * 1000
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, limit)
-        timer.unref()
-        drained = () => {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-    }
+    // A client that went away leaves no connection for server.close() to wait on, but its
+    // handler still runs and still needs the pools: wait for it (within SHUTDOWN_TIMEOUT,
+    // after which the process exits anyway).
+    const limit = Math.max(0, Math.min(config.REQUEST_TIMEOUT, config.SHUTDOWN_TIMEOUT - 1)) * 1000
+    const waiting = app.drainRequests ? await app.drainRequests(limit) : 0
+    if (waiting > 0) app.log.warn({ requests: waiting }, 'closing with requests still running')
     if (!options.services) await services.close()
   })
 
