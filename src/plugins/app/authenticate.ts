@@ -39,6 +39,8 @@ declare module 'fastify' {
 }
 
 const ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const
+/** How many verified access tokens each key's verifier remembers (a few MB at most). */
+const VERIFIED_TOKENS_CACHED = 5000
 
 /**
  * Bearer verification through @fastify/jwt (fast-jwt, synchronous: it does not queue behind
@@ -69,6 +71,11 @@ export default fp(
         checkTyp: 'at+jwt',
         requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'sid', 'scope'],
         clockTolerance: 5,
+        // A client presents one access token many times: fast-jwt keeps the outcome of a
+        // successful check (LRU, per key) until the token's own exp, so the RSA verification
+        // runs once per token, not once per request. Refusals are not cached; the session check
+        // below still runs on every request.
+        cache: VERIFIED_TOKENS_CACHED,
       } as never,
     })
 
