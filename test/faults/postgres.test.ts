@@ -81,4 +81,54 @@ if (!testDatabaseUrl) {
     const metrics = await app.inject({ method: 'GET', url: '/metrics' })
     t.match(metrics.body, /latchkey_dependency_errors_total\{dependency="database"\} [1-9]/)
   })
+
+  t.test(
+    'a proxy that accepts and then closes during the handshake: 503 at the deadline, then recovery',
+    async (t) => {
+      const direct = new URL((await createTestDatabase(t))!)
+      const proxy = await startProxy(t, { host: direct.hostname, port: Number(direct.port || 5432) })
+      const proxied = new URL(direct)
+      proxied.host = `127.0.0.1:${proxy.port}`
+      // postgres.js keeps reconnecting with the query queued when the server end closes each new
+      // connection cleanly: only the request deadline answers.
+      const { app } = await build(
+        t,
+        { REQUEST_TIMEOUT: '2', EMAIL_VERIFICATION: 'optional' },
+        { databaseUrl: proxied.toString() },
+      )
+      const login: InjectOptions = {
+        method: 'POST',
+        url: '/v1/auth/login',
+        payload: { email: 'handshake@example.com', password: STRONG_PASSWORD },
+      }
+      const signup = await app.inject({ ...login, url: '/v1/auth/signup' })
+      t.equal(signup.statusCode, 202)
+      t.equal((await app.inject(login)).statusCode, 200)
+
+      proxy.cutQuietly()
+      // The pooled connections are reset by the cut, and a query already on one fails at once
+      // (503 too). Once the pool has seen that, a query must open a new connection.
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      let stuck = await app.inject(login)
+      t.equal(stuck.statusCode, 503, 'during the cut: 503')
+      let ms = 0
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const started = performance.now()
+        stuck = await app.inject(login)
+        ms = performance.now() - started
+        t.equal(stuck.statusCode, 503, `attempt ${attempt + 1}: 503`)
+        if (ms >= 1000) break
+      }
+      t.equal(stuck.statusCode, 503, stuck.body.slice(0, 120))
+      t.equal(stuck.json().code, 'service_unavailable')
+      t.ok(stuck.headers['retry-after'], 'Retry-After')
+      t.ok(ms >= 1900 && ms < 4000, `answered at the 2 s deadline (${Math.round(ms)} ms)`)
+
+      proxy.restore()
+      t.ok(
+        await eventually(async () => (await app.inject(login)).statusCode === 200),
+        'sign-in works again by itself',
+      )
+    },
+  )
 }

@@ -68,11 +68,9 @@ export async function createTestDatabase(t: Test): Promise<string | undefined> {
     const cleanup = postgres(testDatabaseUrl!, { max: 1, onnotice: () => {} })
     try {
       await cleanup.unsafe(`drop database if exists ${name} with (force)`)
-    } catch (e) {
-      console.error('DROP FAILED', e)
-      throw e
+    } finally {
+      await cleanup.end()
     }
-    await cleanup.end()
   })
   const url = new URL(testDatabaseUrl)
   url.pathname = `/${name}`
@@ -136,12 +134,7 @@ export async function build(
     if (!t.passing()) {
       for (const line of logs.lines) if (JSON.parse(line).level >= 40) t.comment(line.slice(0, 2000))
     }
-    try {
-      await app.close()
-    } catch (e) {
-      console.error('CLOSE FAILED', e)
-      throw e
-    }
+    await app.close()
     if (!overrides.redisPrefix) await deleteRedisPrefix(redisPrefix)
     // Across the whole suite: no access token, refresh token or test password in any log line.
     // (Thrown, not asserted: the test has ended; tap reports a teardown error as a failure.)

@@ -97,6 +97,12 @@ export async function startProxy(t: Test, target: { host: string; port: number }
   let quiet = false
   const server: Server = createServer((client) => {
     if (!open) {
+      // The peer may still write after we close: an EPIPE or reset on a socket with no 'error'
+      // listener would be an uncaught exception in the test process.
+      client.on('error', () => {})
+      // Tracked too: a half-closed socket would keep server.close() waiting at teardown.
+      sockets.add(client)
+      client.on('close', () => sockets.delete(client))
       if (quiet) client.end()
       else client.resetAndDestroy()
       return
