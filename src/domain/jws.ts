@@ -34,18 +34,27 @@ export interface JwsKey {
   privateKey: KeyObject
 }
 
-/** Signs `payload` as a compact JWS with `{ alg, kid, typ }`; ES256 signatures in JOSE's r||s form. */
+/**
+ * Signs `payload` as a compact JWS with `{ alg, kid, typ }`; ES256 signatures in JOSE's r||s form.
+ * An RSA signature (about 250 µs) goes to libuv's pool; a P-256 or Ed25519 one (25–40 µs) costs
+ * less on the event loop than dispatching it there, so it is made in place.
+ */
 export function signCompact(key: JwsKey, typ: string, payload: Record<string, unknown>): Promise<string> {
   const input = `${encodedHeader(key.alg, key.kid, typ)}.${base64url(payload)}`
+  const options = { key: key.privateKey, dsaEncoding: 'ieee-p1363' } as const
+  if (key.alg !== 'RS256') {
+    try {
+      return Promise.resolve(
+        `${input}.${sign(DIGEST[key.alg], Buffer.from(input), options).toString('base64url')}`,
+      )
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
   return new Promise((resolve, reject) => {
-    sign(
-      DIGEST[key.alg],
-      Buffer.from(input),
-      { key: key.privateKey, dsaEncoding: 'ieee-p1363' },
-      (error, signature) => {
-        if (error) reject(error)
-        else resolve(`${input}.${signature.toString('base64url')}`)
-      },
-    )
+    sign(DIGEST[key.alg], Buffer.from(input), options, (error, signature) => {
+      if (error) reject(error)
+      else resolve(`${input}.${signature.toString('base64url')}`)
+    })
   })
 }
