@@ -1,8 +1,28 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 
+/**
+ * CSPRNG bytes drawn from a 4 KiB block that is refilled (never rewritten) when used up, as
+ * node:crypto's randomUUID does: one call into OpenSSL per block instead of two per refresh
+ * (they were 5% of a refresh's event loop). No byte is handed out twice.
+ */
+const RANDOM_BLOCK = 4096
+let block = Buffer.alloc(0)
+let used = 0
+
+function randomSlice(bytes: number): Buffer {
+  if (bytes > RANDOM_BLOCK) return randomBytes(bytes)
+  if (used + bytes > block.length) {
+    block = randomBytes(RANDOM_BLOCK)
+    used = 0
+  }
+  const slice = block.subarray(used, used + bytes)
+  used += bytes
+  return slice
+}
+
 /** A random, URL-safe secret of `bytes` bytes of entropy (default 32: 256 bits). */
 export function randomToken(bytes = 32): string {
-  return randomBytes(bytes).toString('base64url')
+  return randomSlice(bytes).toString('base64url')
 }
 
 /** SHA-256 of a secret, base64url: how opaque tokens are stored and looked up. */
@@ -18,7 +38,7 @@ const SEAL_VERSION = 'v1'
  * Output: `v1.<iv>.<tag>.<ciphertext>` (base64url parts).
  */
 export function seal(key: Buffer, plaintext: string, context: string): string {
-  const iv = randomBytes(12)
+  const iv = randomSlice(12)
   const cipher = createCipheriv('aes-256-gcm', key, iv)
   cipher.setAAD(Buffer.from(context))
   const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()])
