@@ -94,27 +94,48 @@ t.test('SIGTERM waits for the work of a request whose client went away', async (
     if (child.exitCode === null) child.kill('SIGKILL')
   })
 
-  // A login (argon2id first, then the failure is recorded in the database) from a client that
-  // hangs up as soon as the server has it: no connection is left for the server to wait on.
   const { port } = new URL(url)
-  const socket = connect(Number(port), '127.0.0.1')
-  await once(socket, 'connect')
-  const body = JSON.stringify({ email: 'gone@example.com', password: 'not a real password here' })
-  socket.write(
-    `POST /v1/auth/login HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  )
-  const deadline = Date.now() + 20_000
-  while (!/"url":"\/v1\/auth\/login"[^\n]*"incoming request"/.test(output())) {
-    if (Date.now() > deadline) throw new Error(`the login did not arrive:\n${output()}`)
-    await new Promise((resolve) => setTimeout(resolve, 5))
+  const open = async () => {
+    const socket = connect(Number(port), '127.0.0.1')
+    await once(socket, 'connect')
+    return socket
   }
-  socket.destroy()
+  const loginBody = JSON.stringify({ email: 'gone@example.com', password: 'not a real password here' })
+  const head = (length: number) =>
+    `POST /v1/auth/login HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n\r\n`
+  const arrived = (n: number) =>
+    (output().match(/"url":"\/v1\/auth\/login"[^\n]*"incoming request"/g) ?? []).length >= n
+  const until = async (done: () => boolean | Promise<boolean>, what: string) => {
+    const deadline = Date.now() + 20_000
+    while (!(await done())) {
+      if (Date.now() > deadline) throw new Error(`${what}:\n${output()}`)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+
+  // One client hangs up halfway through its body: its request never reaches a handler.
+  const partial = await open()
+  partial.write(`${head(Buffer.byteLength(loginBody))}${loginBody.slice(0, 10)}`)
+  await until(() => arrived(1), 'the partial login did not arrive')
+  partial.destroy()
+
+  // Another hangs up while its login is hashing (argon2id first, then the failure is recorded in
+  // the database): no connection is left for the server to wait on, but the work goes on.
+  const whole = await open()
+  whole.write(`${head(Buffer.byteLength(loginBody))}${loginBody}`)
+  await until(async () => {
+    const metrics = await fetch(`${url}/metrics`).then((response) => response.text())
+    return /^latchkey_argon2_in_flight [1-9]/m.test(metrics)
+  }, 'the login did not reach the hasher')
+  whole.destroy()
+
   const exited = once(child, 'exit')
+  const signalled = Date.now()
   child.kill('SIGTERM')
   const [code] = await exited
   t.equal(code, 0, 'exit status 0', { output: output().slice(-3000) })
-  t.match(output(), /waiting for requests whose clients left/)
   t.notMatch(output(), /"level":50/, 'nothing failed under the closing pools')
+  t.ok(Date.now() - signalled < 5000, 'the request that never reached its handler was not waited for')
 
   const database = await openDatabase({ url: databaseUrl, dataDir })
   t.teardown(() => database.close())

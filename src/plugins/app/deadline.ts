@@ -18,6 +18,8 @@ interface InFlight {
   startedAt: number
   /** The deadline answer was sent, or the client had gone: only the handler is left. */
   answered: boolean
+  /** The preHandler hooks ran: the request reached its handler (and may use the pools). */
+  handling: boolean
 }
 
 /**
@@ -42,7 +44,12 @@ export default fp(
       for (const resolve of whenIdle) resolve()
     }
     app.addHook('onRequest', (request, reply, done) => {
-      inFlight.set(request, { reply, startedAt: Date.now(), answered: false })
+      inFlight.set(request, { reply, startedAt: Date.now(), answered: false, handling: false })
+      done()
+    })
+    app.addHook('preHandler', (request, _reply, done) => {
+      const entry = inFlight.get(request)
+      if (entry) entry.handling = true
       done()
     })
     app.addHook('onSend', (request, _reply, payload, done) => {
@@ -54,8 +61,18 @@ export default fp(
       done()
     })
 
+    /**
+     * A request whose client went away before it reached its handler may never get further
+     * (a body stream destroyed before it was read ends neither with 'end' nor with 'error'):
+     * nothing of it is left to wait for.
+     */
+    const forgetAbandoned = () => {
+      for (const [request, entry] of inFlight) if (request.raw.destroyed && !entry.handling) finish(request)
+    }
+
     const sweep = () => {
       const now = Date.now()
+      forgetAbandoned()
       for (const [request, entry] of inFlight) {
         const age = now - entry.startedAt
         if (age < ms) break // arrival order: the rest are younger
@@ -81,15 +98,18 @@ export default fp(
     app.addHook('onClose', async () => clearInterval(timer))
 
     app.decorate('drainRequests', async (limitMs: number) => {
+      forgetAbandoned()
       if (inFlight.size === 0) return 0
       app.log.info({ requests: inFlight.size }, 'waiting for requests whose clients left')
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(limit)
+          clearInterval(check)
           whenIdle.delete(done)
           resolve()
         }
         const limit = setTimeout(done, limitMs)
+        const check = setInterval(forgetAbandoned, 50)
         whenIdle.add(done)
       })
       return inFlight.size

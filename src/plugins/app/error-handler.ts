@@ -129,7 +129,10 @@ function toProblem(error: FastifyError | Error, request: FastifyRequest): Proble
     return new ProblemError('validation_failed', { errors: validationErrors(fastifyError) })
   }
   const code = fastifyError.code ?? (error as { code?: string }).code
-  if (isDatabaseOutage(error)) {
+  // Fastify marks the client's own failures (a body cut off by a hang-up is an ECONNRESET
+  // "aborted" with statusCode 400): those are not a dependency's.
+  const clientsFault = typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500
+  if (!clientsFault && isDatabaseOutage(error)) {
     request.server.services?.metrics.dependencyError('database')
     return new ProblemError('service_unavailable', { headers: { 'retry-after': '1' }, cause: error })
   }
