@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { connect } from 'node:net'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { AuditRepository } from '../src/storage/audit-repository.js'
 import { openDatabase } from '../src/storage/database.js'
 import { createTestDatabase, RELAXED_RATE_LIMITS, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js'
@@ -34,21 +34,27 @@ async function startServer(
   return { child, url, output: () => output }
 }
 
-t.test('SIGTERM lets in-flight requests finish, then exits 0', async (t) => {
-  const databaseUrl = await createTestDatabase(t)
-  const { child, url, output } = await startServer({
+/** The server on its own data dir and test database (and the test Redis), logging at info. */
+async function startTestServer(t: Test, dataDir: string, databaseUrl: string | undefined) {
+  const server = await startServer({
     NODE_ENV: 'test',
     PORT: '0',
     LOG_LEVEL: 'info',
-    DATA_DIR: t.testdir(),
+    DATA_DIR: dataDir,
     KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
     ...RELAXED_RATE_LIMITS,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...(testRedisUrl ? { REDIS_URL: testRedisUrl } : {}),
   })
   t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
+    if (server.child.exitCode === null) server.child.kill('SIGKILL')
   })
+  return server
+}
+
+t.test('SIGTERM lets in-flight requests finish, then exits 0', async (t) => {
+  const databaseUrl = await createTestDatabase(t)
+  const { child, url, output } = await startTestServer(t, t.testdir(), databaseUrl)
 
   // Logins are slow on purpose (argon2id): they are in flight when the signal arrives.
   const inFlight = Array.from({ length: 12 }, (_, index) =>
@@ -80,19 +86,7 @@ t.test('SIGTERM lets in-flight requests finish, then exits 0', async (t) => {
 t.test('SIGTERM waits for the work of a request whose client went away', async (t) => {
   const databaseUrl = await createTestDatabase(t)
   const dataDir = t.testdir()
-  const { child, url, output } = await startServer({
-    NODE_ENV: 'test',
-    PORT: '0',
-    LOG_LEVEL: 'info',
-    DATA_DIR: dataDir,
-    KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
-    ...RELAXED_RATE_LIMITS,
-    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
-    ...(testRedisUrl ? { REDIS_URL: testRedisUrl } : {}),
-  })
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
+  const { child, url, output } = await startTestServer(t, dataDir, databaseUrl)
 
   const { port } = new URL(url)
   const open = async () => {

@@ -306,12 +306,10 @@ export class SessionService {
     return ids.length
   }
 
-  /** The live session behind an access token's `sid`, or null when it was revoked or expired. */
-  async live(sessionId: string): Promise<StoredSession | null> {
-    return this.deps.store.get(sessionId, this.deps.clock.now())
-  }
-
-  /** As `live`, with the session's cached profile (one round trip; every bearer request). */
+  /**
+   * The live session behind an access token's `sid` with its cached profile, or null when it
+   * was revoked or expired (one round trip; every bearer request).
+   */
   async liveWithProfile(
     sessionId: string,
   ): Promise<{ session: StoredSession; profile: CachedProfile } | null> {

@@ -138,7 +138,7 @@ t.test(
     const login = await signUpAndLogin(app, smtp, 'roles-in-store@example.com')
     const userId = decodeJwt(login.access_token).sub!
     const sid = decodeJwt(login.access_token).sid as string
-    t.same((await sessions.live(sid))?.roles, ['user'], 'the session holds the roles')
+    t.same((await sessions.liveWithProfile(sid))?.session.roles, ['user'], 'the session holds the roles')
 
     // Roles changed behind the service's back (no session update): refresh still issues the
     // session's copy, which shows that it reads no user row.
@@ -157,7 +157,7 @@ t.test(
     const started = await sessions.start({ user: before, scope: '*', amr: ['pwd'], remember: false, context })
     const claims = decodeJwt(started.response.access_token)
     t.same(claims.roles, ['user', 'admin'], 'the token carries the roles read after the session was stored')
-    t.same((await sessions.live(claims.sid as string))?.roles, ['user', 'admin'])
+    t.same((await sessions.liveWithProfile(claims.sid as string))?.session.roles, ['user', 'admin'])
 
     await users.update(userId, { disabledAt: new Date() })
     await t.rejects(sessions.start({ user: before, scope: '*', amr: ['pwd'], remember: false, context }), {
