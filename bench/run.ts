@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -73,6 +73,7 @@ interface ReadyLine {
 
 interface Server {
   ready: ReadyLine
+  pid: number
   /** Quiet servers only: the log lines written since the ready line, and the first of them. */
   logs(): { lines: number; first?: string }
   stop(): Promise<void>
@@ -155,7 +156,7 @@ function startServer(kind: string, env: Record<string, string> = {}, quiet = fal
       ) {
         ready = true
         clearTimeout(timer)
-        resolve({ ready: parsed as ReadyLine, logs: () => ({ ...logs }), stop })
+        resolve({ ready: parsed as ReadyLine, pid: child.pid!, logs: () => ({ ...logs }), stop })
         return
       }
       // Anything else on stdout is the server's log (LOG_LEVEL=warn): pass it on.
@@ -202,6 +203,8 @@ interface Measurement {
   statusCodes: Record<string, number>
   /** Latency per status code and for `all` answers (p50/p99 above are 2xx only). */
   latency: Record<string, StatusLatency>
+  /** CPU time per answer, µs: the server process (all its threads) and this load generator. */
+  cpu?: { server: number; load: number }
 }
 
 /** One autocannon run; latencies are kept at full (sub-millisecond) resolution here. */
@@ -280,7 +283,27 @@ interface Outcome {
   flood?: FloodResult
 }
 
-async function scenario(name: string, port: number, load: () => Load, duration = DURATION): Promise<Outcome> {
+/** CPU time a process has used so far, µs (utime + stime of /proc/<pid>/stat; Linux only). */
+async function processCpu(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS) * 1e6
+  } catch {
+    return undefined
+  }
+}
+/** USER_HZ: 100 on every Linux build that matters. */
+const CLOCK_TICKS = 100
+
+async function scenario(
+  name: string,
+  server: Server,
+  load: () => Load,
+  duration = DURATION,
+): Promise<Outcome> {
+  const port = server.ready.port
   let warmupFailures = 0
   if (WARMUP > 0) {
     log(`${name}: warm-up ${WARMUP} s`)
@@ -288,7 +311,18 @@ async function scenario(name: string, port: number, load: () => Load, duration =
     warmupFailures = warm.non2xx + warm.errors
   }
   log(`${name}: measuring ${duration} s`)
-  return { name, measurement: await fire(port, load(), duration), warmupFailures }
+  const serverBefore = await processCpu(server.pid)
+  const loadBefore = process.cpuUsage()
+  const measurement = await fire(port, load(), duration)
+  const loadUsed = process.cpuUsage(loadBefore)
+  const serverAfter = await processCpu(server.pid)
+  if (serverBefore !== undefined && serverAfter !== undefined && measurement.total > 0) {
+    measurement.cpu = {
+      server: (serverAfter - serverBefore) / measurement.total,
+      load: (loadUsed.user + loadUsed.system) / measurement.total,
+    }
+  }
+  return { name, measurement, warmupFailures }
 }
 
 async function post(port: number, path: string, body: unknown): Promise<Record<string, unknown>> {
@@ -414,7 +448,9 @@ async function signInProcess(): Promise<Outcome> {
   }
   log(`${SIGN_IN_PROCESS}: warming up ${WARMUP} s, measuring ${DURATION} s`)
   if (WARMUP > 0) await run(WARMUP)
+  const before = process.cpuUsage()
   const count = await run(DURATION)
+  const used = process.cpuUsage(before)
   return {
     name: SIGN_IN_PROCESS,
     warmupFailures: 0,
@@ -430,6 +466,8 @@ async function signInProcess(): Promise<Outcome> {
       timeouts: 0,
       statusCodes: {},
       latency: {},
+      // All of it is the signing process's own (its main thread and libuv's pool).
+      cpu: { server: (used.user + used.system) / count, load: 0 },
     },
   }
 }
@@ -645,15 +683,16 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
   }
 
   if (wanted('bare'))
-    await withServer('bare', {}, async ({ ready }) => {
-      outcomes.push(await scenario('bare GET /', ready.port, () => ({ path: '/', connections: CONNECTIONS })))
+    await withServer('bare', {}, async (server) => {
+      outcomes.push(await scenario('bare GET /', server, () => ({ path: '/', connections: CONNECTIONS })))
     })
 
   if (wanted('verify'))
-    await withServer('jose-verify', {}, async ({ ready }) => {
+    await withServer('jose-verify', {}, async (server) => {
+      const { ready } = server
       const headers = { authorization: `Bearer ${ready.token}` }
       outcomes.push(
-        await scenario('jose RS256 verify', ready.port, () => ({
+        await scenario('jose RS256 verify', server, () => ({
           path: '/verify',
           headers,
           connections: CONNECTIONS,
@@ -662,19 +701,20 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
     })
 
   if (wanted('sign'))
-    await withServer('jose-sign', {}, async ({ ready }) => {
+    await withServer('jose-sign', {}, async (server) => {
       outcomes.push(
-        await scenario('jose RS256 sign', ready.port, () => ({ path: '/sign', connections: CONNECTIONS })),
+        await scenario('jose RS256 sign', server, () => ({ path: '/sign', connections: CONNECTIONS })),
       )
     })
 
   if (wanted('me'))
-    await withServer('product', productEnv(1), async ({ ready }) => {
+    await withServer('product', productEnv(1), async (server) => {
+      const { ready } = server
       const email = ready.emails![0]!
       const tokens = await post(ready.port, '/v1/auth/login', { email, password })
       const headers = { authorization: `Bearer ${tokens.access_token}` }
       outcomes.push(
-        await scenario('GET /v1/me', ready.port, () => ({
+        await scenario('GET /v1/me', server, () => ({
           path: '/v1/me',
           headers,
           connections: CONNECTIONS,
@@ -705,7 +745,7 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
         })
         await flood.started
         log(`login flood: ${connections} connections, wrong passwords for ${targets.length} users`)
-        const outcome = await scenario(name, port, () => ({
+        const outcome = await scenario(name, server, () => ({
           path: '/v1/me',
           headers,
           connections: CONNECTIONS,
@@ -721,7 +761,8 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
 
   /** Refresh rotation on 16 independent chains, with the signing algorithm of `env`. */
   const refreshScenario = (name: string, env: Record<string, string>) =>
-    withServer('product', { ...productEnv(CHAINS), ...env }, async ({ ready }) => {
+    withServer('product', { ...productEnv(CHAINS), ...env }, async (server) => {
+      const { ready } = server
       const emails = ready.emails!
       // Two sessions per user: one chain set for the warm-up, a fresh one for the measurement,
       // so a token spent by a request cut off at the end of the warm-up cannot break a chain.
@@ -737,7 +778,7 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
         firstError ??= message
       }
       const sets = WARMUP > 0 ? [warmChains, chains] : [chains]
-      const outcome = await scenario(name, ready.port, () => refreshLoad(sets.shift() ?? [], noteFailure))
+      const outcome = await scenario(name, server, () => refreshLoad(sets.shift() ?? [], noteFailure))
       // Broken: any non-200 answer, or (measured chains) not a single rotation.
       const broken = [
         ...warmChains.filter((chain) => chain.failures > 0),
@@ -764,7 +805,8 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
 
   // The peer: oidc-provider's refresh grant (rotation, RS256 JWT access tokens), same load.
   if (wanted('peer'))
-    await withServer('oidc-provider', { BENCH_USERS: String(CHAINS * 2) }, async ({ ready }) => {
+    await withServer('oidc-provider', { BENCH_USERS: String(CHAINS * 2) }, async (server) => {
+      const { ready } = server
       const tokens = ready.refreshTokens!
       const chainsOf = (list: string[]): Chain[] =>
         list.map((token) => ({ token, rotations: 0, failures: 0 }))
@@ -772,7 +814,7 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
       const chains = chainsOf(tokens.slice(CHAINS, CHAINS * 2))
       let firstError: string | undefined
       const sets = WARMUP > 0 ? [warmChains, chains] : [chains]
-      const outcome = await scenario(PEER_REFRESH, ready.port, () =>
+      const outcome = await scenario(PEER_REFRESH, server, () =>
         refreshLoad(
           sets.shift() ?? [],
           (message) => {
@@ -793,12 +835,13 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
   if (wanted('in-process')) outcomes.push(await signInProcess())
 
   if (wanted('login'))
-    await withServer('product', productEnv(LOGIN_CONNECTIONS), async ({ ready }) => {
+    await withServer('product', productEnv(LOGIN_CONNECTIONS), async (server) => {
+      const { ready } = server
       const bodies = ready.emails!.map((email) => JSON.stringify({ email, password }))
       outcomes.push(
         await scenario(
           'POST /v1/auth/login (argon2id)',
-          ready.port,
+          server,
           () => {
             let next = 0
             return {
@@ -1019,7 +1062,18 @@ function report(outcomes: Outcome[]): number {
   out()
   out(
     table(
-      ['scenario', 'conns', 'secs', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'req/s vs baseline'],
+      [
+        'scenario',
+        'conns',
+        'secs',
+        'req/s',
+        'p50 ms',
+        'p99 ms',
+        'CPU µs',
+        'load µs',
+        'non-2xx',
+        'req/s vs baseline',
+      ],
       outcomes.map((o) => [
         o.name,
         String(o.measurement.connections),
@@ -1027,10 +1081,12 @@ function report(outcomes: Outcome[]): number {
         fmt.rps(o.measurement.requestsPerSecond),
         fmt.ms(o.measurement.p50),
         fmt.ms(o.measurement.p99),
+        o.measurement.cpu ? fmt.rps(o.measurement.cpu.server) : 'n/a',
+        o.measurement.cpu ? fmt.rps(o.measurement.cpu.load) : 'n/a',
         String(o.measurement.non2xx + o.warmupFailures),
         ratios(o, outcomes),
       ]),
-      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     ),
   )
   for (const refresh of outcomes.filter((o) => o.brokenChains)) {
@@ -1088,12 +1144,12 @@ function report(outcomes: Outcome[]): number {
 
   const cpu = cpus()
   out()
-  out('| scenario | connections | req/s | p50 ms | p99 ms |')
-  out('| --- | ---: | ---: | ---: | ---: |')
+  out('| scenario | connections | req/s | p50 ms | p99 ms | server CPU µs/answer |')
+  out('| --- | ---: | ---: | ---: | ---: | ---: |')
   for (const o of outcomes) {
     const m = o.measurement
     out(
-      `| ${o.name} | ${m.connections} | ${fmt.rps(m.requestsPerSecond)} | ${fmt.ms(m.p50)} | ${fmt.ms(m.p99)} |`,
+      `| ${o.name} | ${m.connections} | ${fmt.rps(m.requestsPerSecond)} | ${fmt.ms(m.p50)} | ${fmt.ms(m.p99)} | ${m.cpu ? fmt.rps(m.cpu.server) : 'n/a'} |`,
     )
   }
   for (const flooded of floods) {
