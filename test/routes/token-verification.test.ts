@@ -19,7 +19,7 @@ import {
   SignJWT,
 } from 'jose'
 import t, { type Test } from 'tap'
-import { build } from '../helpers/app.js'
+import { build, TestClock } from '../helpers/app.js'
 import { STRONG_PASSWORD, signUpAndLogin } from '../helpers/flows.js'
 import { startSmtpServer } from '../helpers/smtp.js'
 
@@ -338,3 +338,26 @@ for (const alg of ['ES256', 'EdDSA'] as const) {
     },
   )
 }
+
+t.test('a token checked once is not checked again, until its key leaves the ring', async (t) => {
+  const smtp = await startSmtpServer()
+  t.teardown(() => smtp.close())
+  const clock = new TestClock()
+  const { app, config, logs } = await build(t, { SMTP_URL: smtp.url }, { clock })
+  const tokens = await signUpAndLogin(app, smtp, 'cached@example.com')
+  const me = () =>
+    app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${tokens.access_token}` } })
+  const refusals = () => logs.lines.filter((line) => line.includes('bearer token refused')).length
+
+  t.equal((await me()).statusCode, 200, 'checked in full, and remembered')
+  // A retired key: rotated, then its successor has signed for longer than a token lives.
+  await app.services.keyRing.rotate()
+  clock.advance(config.JWKS_MAX_AGE + 10)
+  t.equal((await me()).statusCode, 200, 'the old key is retiring: its tokens still hold')
+  clock.advance(config.ACCESS_TOKEN_TTL)
+  t.equal(refusals(), 0)
+  const refused = await me()
+  t.equal(refused.statusCode, 401, 'once the key is retired, the remembered token is refused too')
+  t.equal(refused.json().code, 'invalid_token')
+  t.equal(refusals(), 1, 'by the full check, which no longer finds its key')
+})
