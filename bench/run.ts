@@ -204,7 +204,7 @@ interface Measurement {
   /** Latency per status code and for `all` answers (p50/p99 above are 2xx only). */
   latency: Record<string, StatusLatency>
   /** CPU time per answer, µs: the server process (all its threads) and this load generator. */
-  cpu?: { server: number; load: number }
+  cpu?: { server: number; serverMainThread?: number; load: number }
 }
 
 /** One autocannon run; latencies are kept at full (sub-millisecond) resolution here. */
@@ -283,10 +283,16 @@ interface Outcome {
   flood?: FloodResult
 }
 
-/** CPU time a process has used so far, µs (utime + stime of /proc/<pid>/stat; Linux only). */
-async function processCpu(pid: number): Promise<number | undefined> {
+/**
+ * CPU time used so far, µs (utime + stime of /proc/<pid>/stat; Linux only): the whole process,
+ * or with `thread`, one of its threads (the main thread's id is the pid).
+ */
+async function processCpu(pid: number, thread?: number): Promise<number | undefined> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    const stat = await readFile(
+      thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`,
+      'utf8',
+    )
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS) * 1e6
@@ -312,13 +318,18 @@ async function scenario(
   }
   log(`${name}: measuring ${duration} s`)
   const serverBefore = await processCpu(server.pid)
+  const mainBefore = await processCpu(server.pid, server.pid)
   const loadBefore = process.cpuUsage()
   const measurement = await fire(port, load(), duration)
   const loadUsed = process.cpuUsage(loadBefore)
   const serverAfter = await processCpu(server.pid)
+  const mainAfter = await processCpu(server.pid, server.pid)
   if (serverBefore !== undefined && serverAfter !== undefined && measurement.total > 0) {
     measurement.cpu = {
       server: (serverAfter - serverBefore) / measurement.total,
+      ...(mainBefore !== undefined && mainAfter !== undefined
+        ? { serverMainThread: (mainAfter - mainBefore) / measurement.total }
+        : {}),
       load: (loadUsed.user + loadUsed.system) / measurement.total,
     }
   }
@@ -1070,6 +1081,7 @@ function report(outcomes: Outcome[]): number {
         'p50 ms',
         'p99 ms',
         'CPU µs',
+        'main µs',
         'load µs',
         'non-2xx',
         'req/s vs baseline',
@@ -1082,11 +1094,14 @@ function report(outcomes: Outcome[]): number {
         fmt.ms(o.measurement.p50),
         fmt.ms(o.measurement.p99),
         o.measurement.cpu ? fmt.rps(o.measurement.cpu.server) : 'n/a',
+        o.measurement.cpu?.serverMainThread !== undefined
+          ? fmt.rps(o.measurement.cpu.serverMainThread)
+          : 'n/a',
         o.measurement.cpu ? fmt.rps(o.measurement.cpu.load) : 'n/a',
         String(o.measurement.non2xx + o.warmupFailures),
         ratios(o, outcomes),
       ]),
-      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     ),
   )
   for (const refresh of outcomes.filter((o) => o.brokenChains)) {
@@ -1099,6 +1114,19 @@ function report(outcomes: Outcome[]): number {
   out()
   out('targets (ratios measured in this run):')
   out(table(['target', 'measured', 'goal', 'met'], targets(outcomes), ['l', 'r', 'r', 'l']))
+  const signRoute = outcomes.find((o) => o.name === 'jose RS256 sign')?.measurement.requestsPerSecond
+  if (signRoute !== undefined) {
+    // What the refresh targets are worth on this machine: the same ratios for a bare Fastify
+    // route that does nothing but sign one RS256 token (no body, no Redis, no rotation).
+    const rps = (name: string) => outcomes.find((o) => o.name === name)?.measurement.requestsPerSecond
+    const bound = (name: string) => {
+      const base = rps(name)
+      return base === undefined ? 'n/a' : fmt.ratio(signRoute / base)
+    }
+    out(
+      `for scale, bare Fastify + jose sign (one RS256 signature per answer, nothing else): ${bound(SIGN_IN_PROCESS)} in-process sign, ${bound(PEER_REFRESH)} oidc-provider`,
+    )
+  }
   const floods = outcomes.filter((o) => o.flood)
   const idle = outcomes.find((o) => o.name === 'GET /v1/me')
   for (const flooded of floods) {
