@@ -12,6 +12,7 @@ import deadline from './plugins/app/deadline.js'
 import errorHandler from './plugins/app/error-handler.js'
 import metricsPlugin from './plugins/app/metrics.js'
 import rateLimit from './plugins/app/rate-limit.js'
+import { requestLogger } from './request-logger.js'
 import routes from './routes/index.js'
 import { OAuthErrorBody, Problem } from './schemas/common.js'
 import { documentResponseHeaders, OPENAPI_TAGS, operationId } from './schemas/openapi.js'
@@ -106,6 +107,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     ...(options.logger
       ? { loggerInstance: options.logger }
       : { logger: { ...loggerOptions(config), serializers } }),
+    childLoggerFactory: requestLogger,
     genReqId: (request) => {
       const incoming = request.headers['x-request-id']
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
