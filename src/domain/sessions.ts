@@ -317,8 +317,8 @@ export class SessionService {
   }
 
   /** Caches the GET /v1/me answer read at `version` (see CachedProfile); false when it moved on. */
-  async cacheProfile(sessionId: string, version: string, profile: unknown): Promise<boolean> {
-    return this.deps.store.cacheProfile(sessionId, version, JSON.stringify(profile))
+  async cacheProfile(sessionId: string, version: string, answer: string): Promise<boolean> {
+    return this.deps.store.cacheProfile(sessionId, version, answer)
   }
 
   /** The user's live sessions, newest first, for the session list. */

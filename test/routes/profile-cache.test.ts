@@ -7,6 +7,7 @@
 import { decodeJwt } from 'jose'
 import { Secret, TOTP } from 'otpauth'
 import t from 'tap'
+import { ME_CACHE_TAG } from '../../src/routes/me/index.js'
 import { build } from '../helpers/app.js'
 import { STRONG_PASSWORD, tokenFromMail } from '../helpers/flows.js'
 import { startSmtpServer } from '../helpers/smtp.js'
@@ -48,11 +49,8 @@ t.test('every change GET /v1/me shows reaches a cached answer at once', async (t
 
   t.equal((await me()).email_verified, false)
   const cached = await sessions.liveWithProfile(sid)
-  t.equal(
-    JSON.parse(cached?.profile.json ?? 'null')?.email,
-    email,
-    'the first answer is cached in the session',
-  )
+  t.ok(cached?.profile.json?.startsWith(ME_CACHE_TAG), 'the first answer is cached in the session, tagged')
+  t.equal(JSON.parse(cached!.profile.json!.slice(ME_CACHE_TAG.length)).email, email)
 
   const mail = await smtp.waitFor((message) => message.to.includes(email) && /verify-email/.test(message.raw))
   const verified = await inject('POST', '/v1/auth/verify-email', undefined, {
@@ -129,9 +127,35 @@ t.test('a profile read before a change is not cached after it', async (t) => {
   t.equal(seen?.profile.json, null)
   // A reader took the version, then a change landed before the reader stored what it read.
   t.equal(await sessions.userChanged(sub), 1)
-  t.equal(await sessions.cacheProfile(sid, seen!.profile.version, { stale: true }), false, 'refused')
+  t.equal(await sessions.cacheProfile(sid, seen!.profile.version, '{"stale":true}'), false, 'refused')
   t.equal((await sessions.liveWithProfile(sid))?.profile.json, null, 'nothing cached')
   const current = await sessions.liveWithProfile(sid)
-  t.equal(await sessions.cacheProfile(sid, current!.profile.version, { fresh: true }), true)
+  t.equal(await sessions.cacheProfile(sid, current!.profile.version, '{"fresh":true}'), true)
   t.equal((await sessions.liveWithProfile(sid))?.profile.json, '{"fresh":true}')
+})
+
+t.test('an answer cached with another shape (another release) is read again, not served', async (t) => {
+  const { app } = await build(t, { EMAIL_VERIFICATION: 'optional' })
+  const { sessions } = app.services
+  const email = 'rolling@example.com'
+  await app.inject({ method: 'POST', url: '/v1/auth/signup', payload: { email, password: STRONG_PASSWORD } })
+  const login = await app.inject({
+    method: 'POST',
+    url: '/v1/auth/login',
+    payload: { email, password: STRONG_PASSWORD },
+  })
+  const token = login.json().access_token as string
+  const { sid } = decodeJwt(token) as { sid: string }
+  const me = () => app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${token}` } })
+
+  const version = (await sessions.liveWithProfile(sid))!.profile.version
+  const older = 'AAAAAAAAAAAA {"id":"x","email":"old-shape@example.com"}'
+  t.equal(await sessions.cacheProfile(sid, version, older), true)
+  const answer = await me()
+  t.equal(answer.statusCode, 200)
+  t.equal(answer.json().email, email, 'read from the database')
+  t.same(answer.json().mfa, { totp: false, recovery_codes_left: 0 }, "in this release's shape")
+  const cached = (await sessions.liveWithProfile(sid))!.profile.json
+  t.ok(cached?.startsWith(ME_CACHE_TAG), 'and cached again in it')
+  t.same((await me()).json(), answer.json(), 'then served from the cache')
 })

@@ -52,7 +52,7 @@ export const HELMET_OPTIONS = {
  * options whose values are fixed strings (no CSP nonce functions): it throws if the middleware
  * does anything else.
  */
-export function headersSetBy(middleware: ReturnType<typeof helmet>): Readonly<Record<string, string>> {
+function headersSetBy(middleware: ReturnType<typeof helmet>): Readonly<Record<string, string>> {
   const headers: Record<string, string> = {}
   const response = {
     setHeader(name: string, value: unknown) {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { type Static, Type } from '@sinclair/typebox'
 import { hasMfa } from '../../domain/mfa.js'
@@ -14,6 +15,12 @@ const Me = Type.Object({
   identities: Type.Array(Type.Object({ provider: Type.String(), subject: Type.String() })),
   created_at: Type.String({ format: 'date-time' }),
 })
+
+/**
+ * Tags the GET /v1/me answer cached in the session with its schema: an answer cached by a
+ * release whose answer had another shape (during a rolling deploy) is read again, not served.
+ */
+export const ME_CACHE_TAG = `${createHash('sha256').update(JSON.stringify(Me)).digest('base64url').slice(0, 12)} `
 
 const SessionEntry = Type.Object({
   id: Uuid,
@@ -50,7 +57,10 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const cached = request.cachedProfile
       // Cached as this route's JSON: Fastify sends a string with a JSON content type as it is
       // (the schema's type for send does not cover that, hence the cast).
-      if (cached?.json) return reply.type('application/json; charset=utf-8').send(cached.json as never)
+      if (cached?.json?.startsWith(ME_CACHE_TAG))
+        return reply
+          .type('application/json; charset=utf-8')
+          .send(cached.json.slice(ME_CACHE_TAG.length) as never)
       const profile = await users.findProfile(request.user.sub)
       if (!profile)
         throw new ProblemError('invalid_token', { status: 401, detail: 'The account no longer exists' })
@@ -66,9 +76,11 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
       if (cached) {
         // A cache that cannot be written costs the next request a database read, nothing more.
-        await sessions.cacheProfile(request.user.sid, cached.version, me).catch((error: unknown) => {
-          request.log.warn({ err: error }, 'could not cache the profile')
-        })
+        await sessions
+          .cacheProfile(request.user.sid, cached.version, ME_CACHE_TAG + JSON.stringify(me))
+          .catch((error: unknown) => {
+            request.log.warn({ err: error }, 'could not cache the profile')
+          })
       }
       return me
     },
