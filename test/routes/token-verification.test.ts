@@ -247,6 +247,18 @@ t.test('access token verification', async (t) => {
     t.match(response.json().detail, /expired/)
   })
 
+  t.test('a token that passed once is refused once it expires (the verified-token cache)', async (t) => {
+    const now = nowSeconds()
+    // exp one second away; the check allows 5 s of clock skew after it.
+    const shortLived = await mint(claimsWith({ iat: now, nbf: now, exp: now + 1 }))
+    t.equal((await bearer(shortLived)).statusCode, 200, 'valid: checked in full and remembered')
+    t.equal((await bearer(shortLived)).statusCode, 200, 'and again')
+    await new Promise((resolve) => setTimeout(resolve, (now + 1 + 5 + 1) * 1000 - Date.now()))
+    const response = await bearer(shortLived)
+    await refused(t, response, 'expired after it was remembered')
+    t.match(response.json().detail, /expired/, 'by the full check, which says why')
+  })
+
   t.test('a missing or non-bearer credential is unauthenticated', async (t) => {
     const missing = await me()
     t.equal(missing.statusCode, 401)
