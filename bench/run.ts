@@ -203,7 +203,10 @@ interface Measurement {
   statusCodes: Record<string, number>
   /** Latency per status code and for `all` answers (p50/p99 above are 2xx only). */
   latency: Record<string, StatusLatency>
-  /** CPU time per answer, µs: the server process (all its threads) and this load generator. */
+  /**
+   * CPU time per answer, µs: the server process (all its threads), its main thread alone (the
+   * event loop), and this load generator.
+   */
   cpu?: { server: number; serverMainThread?: number; load: number }
 }
 
