@@ -27,13 +27,9 @@ export class RequestLogger implements FastifyBaseLogger {
     return this.#child
   }
 
-  #enabled(level: Level): boolean {
-    return ((this.#child as Logger | undefined) ?? this.parent).isLevelEnabled(level)
-  }
-
   /** pino's check, without making the child. */
   isLevelEnabled(level: Level): boolean {
-    return this.#enabled(level)
+    return ((this.#child as Logger | undefined) ?? this.parent).isLevelEnabled(level)
   }
 
   get level(): string {
@@ -44,23 +40,27 @@ export class RequestLogger implements FastifyBaseLogger {
     this.#logger().level = level
   }
 
+  #write(level: Level, args: LogArguments): void {
+    if (this.isLevelEnabled(level)) this.#logger()[level](...args)
+  }
+
   fatal(...args: LogArguments): void {
-    if (this.#enabled('fatal')) this.#logger().fatal(...args)
+    this.#write('fatal', args)
   }
   error(...args: LogArguments): void {
-    if (this.#enabled('error')) this.#logger().error(...args)
+    this.#write('error', args)
   }
   warn(...args: LogArguments): void {
-    if (this.#enabled('warn')) this.#logger().warn(...args)
+    this.#write('warn', args)
   }
   info(...args: LogArguments): void {
-    if (this.#enabled('info')) this.#logger().info(...args)
+    this.#write('info', args)
   }
   debug(...args: LogArguments): void {
-    if (this.#enabled('debug')) this.#logger().debug(...args)
+    this.#write('debug', args)
   }
   trace(...args: LogArguments): void {
-    if (this.#enabled('trace')) this.#logger().trace(...args)
+    this.#write('trace', args)
   }
   silent(): void {}
 
