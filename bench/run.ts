@@ -47,7 +47,8 @@ const FLOOD_CONNECTIONS = 128
 /** Seeded accounts the flood tries wrong passwords on (the GET /v1/me user is another one). */
 const FLOOD_USERS = 8
 /**
- * BENCH_ONLY=me,refresh: only these scenarios (bare, verify, sign, me, flood, refresh, peer,
+ * BENCH_ONLY=me,refresh: only these scenarios (bare, verify, sign, me, flood, flood-paced,
+ * refresh, refresh-es256, refresh-eddsa, rotate, peer,
  * in-process, login), for working on one path; the targets need the whole run.
  */
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : null
@@ -425,6 +426,7 @@ const ALG_VARIANTS = [
   ['refresh-eddsa', 'EdDSA', 'POST /v1/auth/token (refresh, EdDSA)'],
 ] as const
 const PEER_REFRESH = 'oidc-provider refresh (peer)'
+const BARE_ROTATION = 'bare rotation (Redis + jose sign)'
 const SIGN_IN_PROCESS = 'jose RS256 sign, in-process'
 /** In flight at once for the in-process signing ceiling. */
 const SIGN_IN_FLIGHT = 8
@@ -817,9 +819,9 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
     await refreshScenario(name, { BENCH_DATABASE_URL: databaseUrl, BENCH_SIGNING_ALG: alg })
   }
 
-  // The peer: oidc-provider's refresh grant (rotation, RS256 JWT access tokens), same load.
-  if (wanted('peer'))
-    await withServer('oidc-provider', { BENCH_USERS: String(CHAINS * 2) }, async (server) => {
+  /** Refresh chains on a target that seeds its own refresh tokens (BENCH_USERS of them). */
+  const seededChains = (name: string, kind: string, env: Record<string, string>) =>
+    withServer(kind, { ...env, BENCH_USERS: String(CHAINS * 2) }, async (server) => {
       const { ready } = server
       const tokens = ready.refreshTokens!
       const chainsOf = (list: string[]): Chain[] =>
@@ -828,13 +830,13 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
       const chains = chainsOf(tokens.slice(CHAINS, CHAINS * 2))
       let firstError: string | undefined
       const sets = WARMUP > 0 ? [warmChains, chains] : [chains]
-      const outcome = await scenario(PEER_REFRESH, server, () =>
+      const outcome = await scenario(name, server, () =>
         refreshLoad(
           sets.shift() ?? [],
           (message) => {
             firstError ??= message
           },
-          { path: '/token', extra: `&client_id=${ready.clientId}` },
+          { path: '/token', extra: ready.clientId ? `&client_id=${ready.clientId}` : '' },
         ),
       )
       const broken = chains.filter((chain) => chain.failures > 0 || chain.rotations === 0)
@@ -845,6 +847,16 @@ async function runAll(resources: Resources): Promise<Outcome[]> {
       }
       outcomes.push(outcome)
     })
+
+  // The least a rotating refresh grant does (one Redis script, one jose signature), same load.
+  if (wanted('rotate'))
+    await seededChains(BARE_ROTATION, 'jose-rotate', {
+      BENCH_REDIS_URL: REDIS_URL,
+      BENCH_REDIS_PREFIX: resources.redisPrefix,
+    })
+
+  // The peer: oidc-provider's refresh grant (rotation, RS256 JWT access tokens), same load.
+  if (wanted('peer')) await seededChains(PEER_REFRESH, 'oidc-provider', {})
 
   if (wanted('in-process')) outcomes.push(await signInProcess())
 
@@ -884,7 +896,8 @@ const RATIOS: Record<string, string[]> = {
   'jose RS256 sign': ['bare GET /'],
   'GET /v1/me': ['bare GET /', 'jose RS256 verify'],
   ...Object.fromEntries(FLOODS.map(([, name]) => [name, ['GET /v1/me']])),
-  [REFRESH]: ['jose RS256 sign', SIGN_IN_PROCESS, PEER_REFRESH],
+  [REFRESH]: [BARE_ROTATION, SIGN_IN_PROCESS, PEER_REFRESH],
+  [BARE_ROTATION]: ['jose RS256 sign', SIGN_IN_PROCESS, PEER_REFRESH],
   ...Object.fromEntries(ALG_VARIANTS.map(([, , name]) => [name, [REFRESH, PEER_REFRESH]])),
   [PEER_REFRESH]: [SIGN_IN_PROCESS],
   'POST /v1/auth/login (argon2id)': ['bare GET /'],
@@ -897,6 +910,7 @@ const SHORT: Record<string, string> = {
   'GET /v1/me': 'idle',
   [SIGN_IN_PROCESS]: 'in-process sign',
   [PEER_REFRESH]: 'oidc-provider',
+  [BARE_ROTATION]: 'bare rotation',
   [REFRESH]: 'RS256 refresh',
 }
 
@@ -1117,18 +1131,20 @@ function report(outcomes: Outcome[]): number {
   out()
   out('targets (ratios measured in this run):')
   out(table(['target', 'measured', 'goal', 'met'], targets(outcomes), ['l', 'r', 'r', 'l']))
-  const signRoute = outcomes.find((o) => o.name === 'jose RS256 sign')?.measurement.requestsPerSecond
-  if (signRoute !== undefined) {
-    // What the refresh targets are worth on this machine: the same ratios for a bare Fastify
-    // route that does nothing but sign one RS256 token (no body, no Redis, no rotation).
-    const rps = (name: string) => outcomes.find((o) => o.name === name)?.measurement.requestsPerSecond
-    const bound = (name: string) => {
-      const base = rps(name)
-      return base === undefined ? 'n/a' : fmt.ratio(signRoute / base)
+  // What the refresh targets are worth on this machine: the same ratios for the bare routes
+  // that sign one RS256 token per answer and nothing else, or that also rotate in Redis.
+  const rps = (name: string) => outcomes.find((o) => o.name === name)?.measurement.requestsPerSecond
+  for (const [name, what] of [
+    ['jose RS256 sign', 'bare Fastify + jose sign (one RS256 signature per answer, nothing else)'],
+    [BARE_ROTATION, 'bare rotation (one Redis script and one RS256 signature per answer)'],
+  ] as const) {
+    const route = rps(name)
+    if (route === undefined) continue
+    const bound = (base: string) => {
+      const against = rps(base)
+      return against === undefined ? 'n/a' : fmt.ratio(route / against)
     }
-    out(
-      `for scale, bare Fastify + jose sign (one RS256 signature per answer, nothing else): ${bound(SIGN_IN_PROCESS)} in-process sign, ${bound(PEER_REFRESH)} oidc-provider`,
-    )
+    out(`for scale, ${what}: ${bound(SIGN_IN_PROCESS)} in-process sign, ${bound(PEER_REFRESH)} oidc-provider`)
   }
   const floods = outcomes.filter((o) => o.flood)
   const idle = outcomes.find((o) => o.name === 'GET /v1/me')

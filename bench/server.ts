@@ -1,6 +1,8 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
+import formbody from '@fastify/formbody'
 import Fastify, { type FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose'
 import Provider from 'oidc-provider'
 import { buildApp } from '../src/app.js'
@@ -13,6 +15,9 @@ import { loadConfig } from '../src/config.js'
  *   bare         GET /            a small JSON, nothing else (baseline A)
  *   jose-verify  GET /verify      jose jwtVerify (RS256, CryptoKey) of the bearer token (baseline B)
  *   jose-sign    GET /sign        jose SignJWT (RS256, CryptoKey) of access-token claims (baseline B)
+ *   jose-rotate  POST /token      the least a rotating refresh grant does: one Redis script swaps the
+ *                                 presented token's hash for its successor's, jose signs the access
+ *                                 token; BENCH_USERS refresh tokens seeded (no sessions, no grace)
  *   product      the whole API (buildApp) on PostgreSQL and Redis, with BENCH_USERS users seeded
  *                and the rate limits (RATE_LIMIT_LOGIN_IP, _LOGIN_ACCOUNT, _DEFAULT) set out of reach
  *   oidc-provider  the peer: panva's oidc-provider (storage in Maps) answering the refresh-token
@@ -33,7 +38,7 @@ interface Ready {
   token?: string
   /** product: the seeded users' emails (password BENCH_PASSWORD). */
   emails?: string[]
-  /** oidc-provider: one refresh token per chain, and the client to name. */
+  /** oidc-provider and jose-rotate: one refresh token per chain; oidc-provider: the client to name. */
   refreshTokens?: string[]
   clientId?: string
 }
@@ -116,6 +121,59 @@ async function joseSign(): Promise<{ app: FastifyInstance; ready: Omit<Ready, 'p
   const app = bareFastify()
   app.get('/sign', async () => ({ access_token: await signAccessToken(privateKey, 'bench') }))
   return { app, ready: {} }
+}
+
+/**
+ * A minimal rotating refresh grant, for scale: what any refresh-token rotation with a shared
+ * store must do at least. Tokens are `<id>.<secret>`; Redis keeps the SHA-256 of each chain's
+ * current secret, and one script checks the presented one and stores the successor's in the
+ * same round trip. No session record, roles, reuse grace, revocation, hooks or limits.
+ */
+async function joseRotate(): Promise<Target> {
+  const { privateKey } = await generateKeyPair('RS256', { modulusLength: 2048 })
+  const prefix = `${required('BENCH_REDIS_PREFIX')}rotate:`
+  // The product's client settings that matter here: autopipelining on.
+  const redis = new Redis(required('BENCH_REDIS_URL'), { keyPrefix: prefix, enableAutoPipelining: true })
+  redis.defineCommand('rotate', {
+    numberOfKeys: 1,
+    lua: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+      redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+      return 1`,
+  })
+  const rotate = (redis as unknown as { rotate(...args: string[]): Promise<number> }).rotate.bind(redis)
+  const hash = (secret: string) => createHash('sha256').update(secret).digest('base64url')
+  const lifetime = String(86_400_000)
+
+  const refreshTokens: string[] = []
+  for (let i = 0; i < Number(process.env.BENCH_USERS ?? '0'); i++) {
+    const id = randomUUID()
+    const secret = randomBytes(32).toString('base64url')
+    await redis.set(id, hash(secret), 'PX', lifetime)
+    refreshTokens.push(`${id}.${secret}`)
+  }
+
+  const app = bareFastify()
+  await app.register(formbody)
+  app.addHook('onClose', async () => {
+    redis.disconnect()
+  })
+  app.post('/token', async (request, reply) => {
+    const presented = (request.body as { refresh_token?: unknown } | undefined)?.refresh_token
+    const dot = typeof presented === 'string' ? presented.indexOf('.') : -1
+    if (typeof presented !== 'string' || dot < 0) return reply.code(400).send({ error: 'invalid_request' })
+    const id = presented.slice(0, dot)
+    const secret = randomBytes(32).toString('base64url')
+    const rotated = await rotate(id, hash(presented.slice(dot + 1)), hash(secret), lifetime)
+    if (rotated !== 1) return reply.code(400).send({ error: 'invalid_grant' })
+    reply.header('cache-control', 'no-store')
+    return {
+      access_token: await signAccessToken(privateKey, 'bench'),
+      token_type: 'Bearer',
+      expires_in: 900,
+      refresh_token: `${id}.${secret}`,
+    }
+  })
+  return { app, ready: { refreshTokens } }
 }
 
 /** Far above what a whole run sends from 127.0.0.1 in a minute (a few hundred thousand requests). */
@@ -287,6 +345,7 @@ const scenarios = {
   'oidc-provider': peerOidcProvider,
   'jose-verify': joseVerify,
   'jose-sign': joseSign,
+  'jose-rotate': joseRotate,
   product,
 } as const
 
