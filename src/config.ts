@@ -190,6 +190,20 @@ export const ConfigSchema = Type.Object({
         'argon2 hashes in flight at once (default: CPU cores - 1, at least 1, at most 2; stays below the libuv pool of 4)',
     }),
   ),
+  ARGON2_MAX_QUEUE: Type.Integer({
+    minimum: 0,
+    maximum: 100000,
+    default: 1024,
+    description: 'logins that may wait for a hashing slot at once; beyond that they get 503 at once',
+  }),
+  ARGON2_QUEUE_TIMEOUT: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 3600,
+      description:
+        'seconds a login waits for a hashing slot before it gets 503 (default: 2, or REQUEST_TIMEOUT if that is less; at most REQUEST_TIMEOUT)',
+    }),
+  ),
   SHUTDOWN_TIMEOUT: Seconds(10, 'seconds to finish in-flight requests on SIGTERM'),
   REQUEST_TIMEOUT: Seconds(15, 'a request not answered by then gets 503 (nothing waits forever)'),
 })
@@ -198,7 +212,8 @@ type Settings = StaticDecode<typeof ConfigSchema>
 
 /** The decoded, frozen configuration, with the defaults that depend on other settings resolved. */
 export type Config = Readonly<
-  Omit<Settings, 'ISSUER' | 'ACCESS_TOKEN_AUDIENCE' | 'APP_URL'> & {
+  Omit<Settings, 'ISSUER' | 'ACCESS_TOKEN_AUDIENCE' | 'APP_URL' | 'ARGON2_QUEUE_TIMEOUT'> & {
+    ARGON2_QUEUE_TIMEOUT: number
     ISSUER: string
     ACCESS_TOKEN_AUDIENCE: string
     APP_URL: string
@@ -252,6 +267,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ISSUER: issuer,
     ACCESS_TOKEN_AUDIENCE: settings.ACCESS_TOKEN_AUDIENCE ?? issuer,
     APP_URL: (settings.APP_URL ?? issuer).replace(/\/$/, ''),
+    ARGON2_QUEUE_TIMEOUT: settings.ARGON2_QUEUE_TIMEOUT ?? Math.min(2, settings.REQUEST_TIMEOUT),
   }
   problems.push(...consistencyProblems(config, settings))
   if (config.NODE_ENV === 'production') problems.push(...productionProblems(config, settings))
@@ -274,6 +290,8 @@ function consistencyProblems(config: Config, settings: Settings): string[] {
     if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin))
       problems.push(`CORS_ORIGINS: "${origin}" is not an origin (scheme://host[:port], no path)`)
   }
+  if (config.ARGON2_QUEUE_TIMEOUT > config.REQUEST_TIMEOUT)
+    problems.push('ARGON2_QUEUE_TIMEOUT: must not exceed REQUEST_TIMEOUT')
   const redisModes = [
     settings.REDIS_URL ? 'REDIS_URL' : null,
     config.REDIS_SENTINELS.length > 0 ? 'REDIS_SENTINELS' : null,

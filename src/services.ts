@@ -173,6 +173,8 @@ export async function createServices(
       timeCost: config.ARGON2_TIME_COST,
       // Hashing is CPU-bound: leave a core for the event loop (token checks, refreshes).
       concurrency: config.ARGON2_CONCURRENCY ?? Math.max(1, Math.min(2, availableParallelism() - 1)),
+      maxQueue: config.ARGON2_MAX_QUEUE,
+      maxWaitMs: config.ARGON2_QUEUE_TIMEOUT * 1000,
       ...(config.PASSWORD_PEPPER ? { pepper: config.PASSWORD_PEPPER } : {}),
     })
     const accessTokens = new AccessTokenIssuer(

@@ -52,6 +52,26 @@ t.test('values are converted and decoded', async (t) => {
   t.equal(config.ISSUER, 'https://auth.example.com', 'a trailing slash is dropped')
 })
 
+t.test('the hashing queue: its bound, and a wait that never outlasts REQUEST_TIMEOUT', async (t) => {
+  const defaults = loadConfig({})
+  t.equal(defaults.ARGON2_MAX_QUEUE, 1024)
+  t.equal(defaults.ARGON2_QUEUE_TIMEOUT, 2)
+  t.equal(
+    loadConfig({ REQUEST_TIMEOUT: '1' }).ARGON2_QUEUE_TIMEOUT,
+    1,
+    'the default follows a shorter REQUEST_TIMEOUT',
+  )
+  const set = loadConfig({ ARGON2_QUEUE_TIMEOUT: '5', ARGON2_MAX_QUEUE: '0' })
+  t.equal(set.ARGON2_QUEUE_TIMEOUT, 5)
+  t.equal(set.ARGON2_MAX_QUEUE, 0)
+  t.throws(
+    () => loadConfig({ ARGON2_QUEUE_TIMEOUT: '20' }),
+    /ARGON2_QUEUE_TIMEOUT: must not exceed REQUEST_TIMEOUT/,
+  )
+  t.throws(() => loadConfig({ ARGON2_QUEUE_TIMEOUT: '0' }), /ARGON2_QUEUE_TIMEOUT/)
+  t.throws(() => loadConfig({ ARGON2_MAX_QUEUE: '-1' }), /ARGON2_MAX_QUEUE/)
+})
+
 t.test('malformed values fail with a message naming the variable', async (t) => {
   const cases: [Record<string, string>, RegExp][] = [
     [{ PORT: 'eighty' }, /PORT/],

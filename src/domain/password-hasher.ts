@@ -5,10 +5,16 @@ import { normalizePassword } from './password-policy.js'
 
 /**
  * argon2id hashing behind a bounded semaphore. argon2 runs on libuv's thread pool (4 threads by
- * default), which jose's signing, pbkdf2, scrypt, DNS lookups and file I/O share; letting every
+ * default), which token signing, pbkdf2, scrypt, DNS lookups and file I/O share; letting every
  * login hash at once would starve them and turn a login burst into a whole-service stall. So at
- * most `concurrency` hashes run, at most `maxQueue` wait, and the rest are refused with a 503
- * that tells the client to retry shortly.
+ * most `concurrency` hashes run and the rest wait their turn in arrival order, each for at most
+ * `maxWaitMs`, at most `maxQueue` of them at once. A hash that cannot wait (the queue is full)
+ * or whose wait runs out is refused with a 503 that tells the client to retry shortly.
+ *
+ * Waiting rather than refusing at once is what keeps a flood from costing the rest of the
+ * service: a client that sends its next login as soon as it has an answer sends one per
+ * `maxWaitMs` while its login waits, instead of as many as the event loop can refuse. A burst
+ * of genuine logins that takes a few seconds of hashing is served rather than partly refused.
  */
 
 /** Cost parameters (from ARGON2_* and PASSWORD_PEPPER) and the semaphore's limits. */
@@ -21,8 +27,10 @@ export interface PasswordHasherOptions {
   pepper?: Buffer | string
   /** Hashes allowed to run at once (default 2). */
   concurrency?: number
-  /** Hashes allowed to wait for a slot before callers are refused (default 64). */
+  /** Hashes allowed to wait for a slot at once; beyond that callers are refused (default 1024). */
   maxQueue?: number
+  /** How long a hash may wait for a slot before it is refused, ms (default 2000). */
+  maxWaitMs?: number
 }
 
 /** Outcome of `verify`; `needsRehash` is only ever true when `ok` is. */
@@ -53,7 +61,11 @@ export class PasswordHasher {
         : Buffer.isBuffer(pepper)
           ? Buffer.from(pepper)
           : Buffer.from(pepper, 'utf8')
-    this.#semaphore = new Semaphore(options.concurrency ?? 2, options.maxQueue ?? 64)
+    this.#semaphore = new Semaphore(
+      options.concurrency ?? 2,
+      options.maxQueue ?? 1024,
+      options.maxWaitMs ?? 2000,
+    )
   }
 
   /** Hashes waiting for a slot: a gauge for metrics and load shedding. */
@@ -134,27 +146,38 @@ function overloaded(): ProblemError {
   })
 }
 
+interface Waiter {
+  /** Hands the slot over: `active` stays counted for the waiter. */
+  grant: () => void
+  /** Refuses the waiter once its wait runs out. */
+  timer: NodeJS.Timeout
+}
+
 class Semaphore {
   active = 0
-  readonly #queue: (() => void)[] = []
+  /** Waiters in arrival order (a Set keeps insertion order and drops a timed-out one in O(1)). */
+  readonly #queue = new Set<Waiter>()
   readonly #limit: number
   readonly #maxQueue: number
+  readonly #maxWaitMs: number
 
-  constructor(limit: number, maxQueue: number) {
+  constructor(limit: number, maxQueue: number, maxWaitMs: number) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError('concurrency must be a positive integer')
     if (!Number.isInteger(maxQueue) || maxQueue < 0)
       throw new RangeError('maxQueue must be a non-negative integer')
+    if (!Number.isFinite(maxWaitMs) || maxWaitMs <= 0) throw new RangeError('maxWaitMs must be positive')
     this.#limit = limit
     this.#maxQueue = maxQueue
+    this.#maxWaitMs = maxWaitMs
   }
 
   get waiting(): number {
-    return this.#queue.length
+    return this.#queue.size
   }
 
   /** Every slot is taken and the queue is at its cap. */
   get full(): boolean {
-    return this.active >= this.#limit && this.#queue.length >= this.#maxQueue
+    return this.active >= this.#limit && this.#queue.size >= this.#maxQueue
   }
 
   async run<T>(task: () => Promise<T>): Promise<T> {
@@ -171,16 +194,28 @@ class Semaphore {
       this.active++
       return Promise.resolve()
     }
-    if (this.#queue.length >= this.#maxQueue) {
+    if (this.#queue.size >= this.#maxQueue) {
       return Promise.reject(overloaded())
     }
-    // The slot is handed over directly by #release, so `active` stays counted for the waiter.
-    return new Promise((resolve) => this.#queue.push(resolve))
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        grant: resolve,
+        timer: setTimeout(() => {
+          this.#queue.delete(waiter)
+          reject(overloaded())
+        }, this.#maxWaitMs),
+      }
+      this.#queue.add(waiter)
+    })
   }
 
   #release(): void {
-    const next = this.#queue.shift()
-    if (next) next()
-    else this.active--
+    for (const next of this.#queue) {
+      this.#queue.delete(next)
+      clearTimeout(next.timer)
+      next.grant()
+      return
+    }
+    this.active--
   }
 }

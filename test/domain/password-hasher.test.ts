@@ -129,7 +129,43 @@ t.test('a full queue answers service_unavailable with retry-after', async (t) =>
   t.ok(await hasher.hash('five five five'), 'accepts again once drained')
 })
 
+t.test('a hash that waits longer than maxWaitMs is refused, and never runs', async (t) => {
+  // One slot; an argon2id hash at these parameters takes tens of milliseconds, so a wait of
+  // 5 ms runs out before the slot is free.
+  const hasher = new PasswordHasher({ ...params, concurrency: 1, maxWaitMs: 5 })
+  let peak = 0
+  const sample = setInterval(() => {
+    peak = Math.max(peak, hasher.inFlight)
+  }, 1)
+  t.teardown(() => clearInterval(sample))
+  const running = hasher.hash('the one that runs')
+  const started = performance.now()
+  const waited = await hasher.hash('the one that waits').catch((error: unknown) => error)
+  const elapsed = performance.now() - started
+  t.type(waited, ProblemError)
+  t.equal((waited as ProblemError).code, 'service_unavailable')
+  t.equal((waited as ProblemError).status, 503)
+  t.same((waited as ProblemError).headers, { 'retry-after': '1' })
+  t.ok(elapsed >= 4, `refused after its wait (${elapsed.toFixed(1)} ms), not at once`)
+  t.equal(hasher.queueDepth, 0, 'it left the queue')
+  t.equal(hasher.inFlight, 1, 'the first still runs')
+  t.ok(await running)
+  t.equal(hasher.inFlight, 0, 'the refused one never took the slot')
+  t.equal(peak, 1)
+  t.ok(await hasher.hash('the next one'), 'the slot serves the next caller')
+})
+
+t.test('waiting hashes are served in arrival order', async (t) => {
+  const hasher = new PasswordHasher({ ...params, concurrency: 1 })
+  const finished: number[] = []
+  await Promise.all(
+    Array.from({ length: 5 }, (_, i) => hasher.hash(`${password} ${i}`).then(() => finished.push(i))),
+  )
+  t.same(finished, [0, 1, 2, 3, 4])
+})
+
 t.test('rejects nonsensical limits', async (t) => {
   t.throws(() => new PasswordHasher({ ...params, concurrency: 0 }), RangeError)
   t.throws(() => new PasswordHasher({ ...params, maxQueue: -1 }), RangeError)
+  t.throws(() => new PasswordHasher({ ...params, maxWaitMs: 0 }), RangeError)
 })

@@ -141,7 +141,13 @@ t.test('known and unknown addresses answer alike, in bytes and in time', async (
 t.test('a login flood is shed with 503 and Retry-After; bearer requests still answer', async (t) => {
   const smtp = await startSmtpServer()
   t.teardown(() => smtp.close())
-  const { app } = await build(t, { SMTP_URL: smtp.url, ARGON2_CONCURRENCY: '1' })
+  // A queue of 64 whose waits outlast the flood: this is about the queue's size.
+  const { app } = await build(t, {
+    SMTP_URL: smtp.url,
+    ARGON2_CONCURRENCY: '1',
+    ARGON2_MAX_QUEUE: '64',
+    ARGON2_QUEUE_TIMEOUT: '10',
+  })
   const tokens = await signUpAndLogin(app, smtp, 'steady@example.com')
   const flood = Array.from({ length: 100 }, (_, index) =>
     app.inject({
@@ -179,4 +185,54 @@ t.test('a login flood is shed with 503 and Retry-After; bearer requests still an
   t.equal(shed[0]?.json().code, 'service_unavailable')
   t.equal(shed[0]?.headers['retry-after'], '1')
   t.equal(app.services.hasher.queueDepth, 0, 'the queue drains')
+})
+
+t.test('a login that waits ARGON2_QUEUE_TIMEOUT for a hashing slot gets 503 then, not before', async (t) => {
+  const smtp = await startSmtpServer()
+  t.teardown(() => smtp.close())
+  const { app } = await build(t, { SMTP_URL: smtp.url, ARGON2_CONCURRENCY: '1', ARGON2_QUEUE_TIMEOUT: '1' })
+  const tokens = await signUpAndLogin(app, smtp, 'patient@example.com')
+  // Seconds of hashing on one slot (an argon2id hash takes 15 ms or more), all of it queued at
+  // once: the logins still waiting after a second are refused then, with Retry-After.
+  const started = performance.now()
+  const flood = await Promise.all(
+    Array.from({ length: 150 }, async (_, index) => {
+      const answer = await app.inject({
+        method: 'POST',
+        url: '/v1/auth/login',
+        remoteAddress: `10.3.${index}.1`,
+        payload: { email: `queued${index}@example.com`, password: 'waiting password 1234' },
+      })
+      return { answer, elapsed: performance.now() - started }
+    }),
+  )
+  const refused = flood.filter(({ answer }) => answer.statusCode === 503)
+  const checked = flood.filter(({ answer }) => answer.statusCode === 401)
+  t.equal(refused.length + checked.length, 150, 'every login got 401 or 503, nothing else')
+  t.ok(checked.length > 0, `the queue was served while it could (${checked.length})`)
+  t.ok(refused.length > 0, `the rest ran out of time (${refused.length})`)
+  const soonest = Math.min(...refused.map(({ elapsed }) => elapsed))
+  t.ok(
+    soonest >= 1000,
+    `no login was refused before its second of waiting (first after ${soonest.toFixed(0)} ms)`,
+  )
+  for (const { answer } of refused) {
+    t.equal(answer.json().code, 'service_unavailable')
+    t.equal(answer.headers['retry-after'], '1')
+  }
+  t.equal(app.services.hasher.queueDepth, 0, 'nobody is left waiting')
+  t.equal(app.services.hasher.inFlight, 0, 'no hash runs for a refused login')
+  const me = await app.inject({
+    method: 'GET',
+    url: '/v1/me',
+    headers: { authorization: `Bearer ${tokens.access_token}` },
+  })
+  t.equal(me.statusCode, 200)
+  const login = await app.inject({
+    method: 'POST',
+    url: '/v1/auth/login',
+    remoteAddress: '10.4.0.1',
+    payload: { email: 'patient@example.com', password: STRONG_PASSWORD },
+  })
+  t.equal(login.statusCode, 200, 'a login after the flood is served')
 })

@@ -40,7 +40,7 @@ const loginRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['sign-in'],
         summary: 'Sign in with email and password',
         description:
-          'Unknown email and wrong password answer the same 401 invalid_credentials. email_not_verified and account_disabled are told only to a caller who gave the right password.',
+          'Unknown email and wrong password answer the same 401 invalid_credentials. email_not_verified and account_disabled are told only to a caller who gave the right password.\n\nPasswords are checked a few at a time; the other logins wait their turn. One that has waited ARGON2_QUEUE_TIMEOUT (2 s by default), or that finds ARGON2_MAX_QUEUE logins waiting, gets 503 service_unavailable with Retry-After.',
         body: LoginRequest,
         response: { 200: TokenResponse, ...problems(400, 401, 403, 415, 429, 503) },
       },
