@@ -7,13 +7,14 @@
  * Redis's HMGET, get() and standing() only read: they report an expired session as gone without
  * removing it, so a later rotate() still answers 'expired' in both stores.
  */
-import type {
-  CachedProfile,
-  RotateInput,
-  RotateOutcome,
-  SessionStore,
-  StoredSession,
-  TokenStanding,
+import {
+  type CachedProfile,
+  type RotateInput,
+  type RotateOutcome,
+  type SessionStore,
+  SPENT_HISTORY,
+  type StoredSession,
+  type TokenStanding,
 } from './session-store.js'
 
 interface Entry {
@@ -24,7 +25,7 @@ interface Entry {
   prev: string | null
   prevAt: number
   succ: string | null
-  /** Every spent hash (including prev) → when it was spent. */
+  /** The last SPENT_HISTORY spent hashes (prev included) → when each was spent, oldest first. */
   spent: Map<string, number>
   profile: string | null
   profileVersion: number
@@ -114,6 +115,12 @@ export class MemorySessionStore implements SessionStore {
     }
     if (presentedHash === entry.cur) {
       entry.spent.set(presentedHash, now)
+      if (entry.spent.size > SPENT_HISTORY) {
+        for (const oldest of entry.spent.keys()) {
+          entry.spent.delete(oldest)
+          break
+        }
+      }
       entry.prev = presentedHash
       entry.prevAt = now
       entry.succ = input.successorSealed

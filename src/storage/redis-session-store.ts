@@ -9,7 +9,10 @@
  *                                     the StoredSession
  *   cur                               hash of the current refresh token
  *   prev, prev_at, succ               the token spent last, when (ms), and the sealed successor it got
- *   x:<hash>                          one per spent token (prev included) → when it was spent (ms)
+ *   spent                             the last SPENT_HISTORY spent hashes (prev included), oldest
+ *                                     first, each followed by a space (hashes are 43 characters)
+ *   x:<hash>                          one per token spent before `spent` was kept (still honoured;
+ *                                     they go with the session)
  *   profile, pv                       the cached GET /v1/me answer (JSON) and its version
  *
  * The key carries PEXPIREAT min(last_used + idle_ttl, expires), set on create and on each
@@ -18,13 +21,14 @@
  * never read from Redis, so the state machine is the same as the in-process store's.
  */
 import type { RedisClient } from './redis-client.js'
-import type {
-  CachedProfile,
-  RotateInput,
-  RotateOutcome,
-  SessionStore,
-  StoredSession,
-  TokenStanding,
+import {
+  type CachedProfile,
+  type RotateInput,
+  type RotateOutcome,
+  type SessionStore,
+  SPENT_HISTORY,
+  type StoredSession,
+  type TokenStanding,
 } from './session-store.js'
 
 export interface RedisSessionStoreOptions {
@@ -62,8 +66,8 @@ return 1
 `
 
 /**
- * KEYS[1] session key. ARGV: presented hash, successor hash, successor sealed, now (ms), grace (ms).
- * Returns {outcome} for 'unknown' and 'expired', else {outcome, user, scope, amr, auth_time,
+ * KEYS[1] session key. ARGV: presented hash, successor hash, successor sealed, now (ms), grace (ms),
+ * SPENT_HISTORY. Returns {outcome} for 'unknown' and 'expired', else {outcome, user, scope, amr, auth_time,
  * remember, created, last_used, idle_ttl, expires, roles, extra}: extra is the sealed successor
  * for 'replayed' and the previous last_used for 'rotated'. A missing roles field is returned as
  * '' (a nil would end a Lua table).
@@ -73,7 +77,7 @@ local key = KEYS[1]
 local presented = ARGV[1]
 local now = tonumber(ARGV[4])
 local f = redis.call('HMGET', key, 'user', 'scope', 'amr', 'auth_time', 'remember', 'created',
-  'last_used', 'idle_ttl', 'expires', 'roles', 'cur', 'prev', 'prev_at', 'succ')
+  'last_used', 'idle_ttl', 'expires', 'roles', 'cur', 'prev', 'prev_at', 'succ', 'spent')
 if not f[1] then return {'unknown'} end
 local idle_ms = tonumber(f[8]) * 1000
 local expires = tonumber(f[9])
@@ -85,8 +89,11 @@ local function answer(outcome, last_used, extra)
   return {outcome, f[1], f[2], f[3], f[4], f[5], f[6], last_used, f[8], f[9], f[10] or '', extra or ''}
 end
 if presented == f[11] then
+  local spent = (f[15] or '') .. presented .. ' '
+  local keep = tonumber(ARGV[6]) * (#presented + 1)
+  if #spent > keep then spent = string.sub(spent, #spent - keep + 1) end
   redis.call('HSET', key, 'prev', presented, 'prev_at', ARGV[4], 'succ', ARGV[3], 'cur', ARGV[2],
-    'x:' .. presented, ARGV[4], 'last_used', ARGV[4])
+    'spent', spent, 'last_used', ARGV[4])
   redis.call('PEXPIREAT', key, string.format('%.0f', math.min(now + idle_ms, expires)))
   return answer('rotated', ARGV[4], f[7])
 end
@@ -97,7 +104,8 @@ if f[12] and presented == f[12] then
   redis.call('DEL', key)
   return answer('reused', f[7])
 end
-if redis.call('HEXISTS', key, 'x:' .. presented) == 1 then
+if (f[15] and string.find(' ' .. f[15], ' ' .. presented .. ' ', 1, true))
+  or redis.call('HEXISTS', key, 'x:' .. presented) == 1 then
   redis.call('DEL', key)
   return answer('reused', f[7])
 end
@@ -232,6 +240,7 @@ export class RedisSessionStore implements SessionStore {
       input.successorSealed,
       String(input.now),
       String(input.graceMs),
+      String(SPENT_HISTORY),
     )
     const outcome = reply[0]
     switch (outcome) {
@@ -259,13 +268,14 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async standing(sessionId: string, presentedHash: string, now: number): Promise<TokenStanding | null> {
-    const [cur, prev, lastUsed, idleTtl, expires, spent] = await this.#redis.hmget(
+    const [cur, prev, lastUsed, idleTtl, expires, spent, spentBefore] = await this.#redis.hmget(
       this.key(sessionId),
       'cur',
       'prev',
       'last_used',
       'idle_ttl',
       'expires',
+      'spent',
       `x:${presentedHash}`,
     )
     if (cur == null) return null
@@ -274,7 +284,7 @@ export class RedisSessionStore implements SessionStore {
     if (now > expiresAt || now > lastUsedAt + int(idleTtl, 'idle_ttl') * 1000) return null
     if (presentedHash === cur) return 'current'
     if (presentedHash === prev) return 'previous'
-    if (spent != null) return 'spent'
+    if (` ${spent ?? ''}`.includes(` ${presentedHash} `) || spentBefore != null) return 'spent'
     return null
   }
 

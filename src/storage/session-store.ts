@@ -36,6 +36,15 @@ export interface StoredSession {
   roles: string[] | null
 }
 
+/**
+ * How many spent refresh tokens a session remembers, newest first (the previous one included).
+ * Presenting one of them after the grace window is reuse and ends the session; an older one is
+ * no longer told apart from a token the session never issued: refused, nothing revoked. A
+ * remember-me session refreshing every 15 minutes would otherwise keep about 2,900 hashes
+ * (over 300 KB of Redis) by its 30th day.
+ */
+export const SPENT_HISTORY = 100
+
 export interface RotateInput {
   sessionId: string
   /** SHA-256 (base64url) of the presented refresh token. */
@@ -58,7 +67,10 @@ export type RotateOutcome =
   | { outcome: 'reused'; session: StoredSession }
   /** The session passed its idle or absolute lifetime (it is removed). */
   | { outcome: 'expired'; sessionId: string }
-  /** No such live session, or a token this session never issued. Nothing changes. */
+  /**
+   * No such live session, a token this session never issued, or one spent more than
+   * SPENT_HISTORY rotations ago. Nothing changes.
+   */
   | { outcome: 'unknown' }
 
 /**

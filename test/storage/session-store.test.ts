@@ -8,7 +8,12 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { MemorySessionStore } from '../../src/storage/memory-session-store.js'
 import { RedisSessionStore } from '../../src/storage/redis-session-store.js'
-import type { RotateOutcome, SessionStore, StoredSession } from '../../src/storage/session-store.js'
+import {
+  type RotateOutcome,
+  type SessionStore,
+  SPENT_HISTORY,
+  type StoredSession,
+} from '../../src/storage/session-store.js'
 import { testRedisUrl } from '../helpers/services.js'
 
 const SECOND = 1000
@@ -356,6 +361,34 @@ function contract(t: Test, make: Factory): void {
     t.equal(await store.revoke(s.id), false, 'a second revoke finds nothing')
   })
 
+  t.test('the last SPENT_HISTORY spent tokens count as reuse; older ones change nothing', async (t) => {
+    const { store } = await setup(t)
+    const t0 = Date.now()
+    const s = newSession(t0, true)
+    const tokens = [hash()]
+    await store.create(s, tokens[0]!)
+    const total = SPENT_HISTORY + 5
+    for (let i = 0; i < total; i++) {
+      const step = rotation(s.id, tokens[i]!, t0 + (i + 1) * 60 * SECOND)
+      t.equal((await store.rotate(step)).outcome, 'rotated')
+      tokens.push(step.successorHash)
+    }
+    const later = t0 + (total + 60) * 60 * SECOND // past every grace window
+    const oldestKept = total - SPENT_HISTORY
+    t.equal(await store.standing(s.id, tokens[total]!, later), 'current')
+    t.equal(await store.standing(s.id, tokens[total - 2]!, later), 'spent')
+    t.equal(await store.standing(s.id, tokens[oldestKept]!, later), 'spent', 'the oldest one kept')
+    t.equal(await store.standing(s.id, tokens[oldestKept - 1]!, later), null, 'one older is forgotten')
+    t.equal(await store.standing(s.id, tokens[0]!, later), null)
+
+    const forgotten = await store.rotate(rotation(s.id, tokens[0]!, later))
+    t.equal(forgotten.outcome, 'unknown', 'a forgotten token is refused')
+    t.ok(await store.get(s.id, later), 'and the session lives on')
+    const reused = await store.rotate(rotation(s.id, tokens[oldestKept]!, later))
+    t.equal(reused.outcome, 'reused', 'the oldest kept token is still reuse')
+    t.equal(await store.get(s.id, later), null, 'which ends the session')
+  })
+
   t.test('standing of current, previous, spent and unknown tokens', async (t) => {
     const { store } = await setup(t)
     const t0 = Date.now()
@@ -455,7 +488,8 @@ if (redisUrl) {
       t.equal(fields.prev, r0)
       t.equal(fields.prev_at, String(t0 + 11 * HOUR))
       t.equal(fields.succ, first.successorSealed)
-      t.equal(fields[`x:${r0}`], String(t0 + 11 * HOUR))
+      t.equal(fields.spent, `${r0} `, 'the spent hashes, each followed by a space')
+      t.equal(fields[`x:${r0}`], undefined, 'no field per spent token')
       t.equal(fields.last_used, String(t0 + 11 * HOUR))
       t.same(JSON.parse(fields.amr ?? ''), plain.amr)
 
@@ -473,6 +507,44 @@ if (redisUrl) {
 
       t.equal(await store.revoke(plain.id), true)
       t.equal(await h.client.exists(key), 0, 'revoke deletes the key')
+    })
+
+    t.test('a session stays small however often it rotates', async (t) => {
+      const h = await make()
+      t.teardown(() => h.cleanup())
+      const store = h.store as RedisSessionStore
+      const t0 = Date.now()
+      const s = newSession(t0, true)
+      let current = hash()
+      await store.create(s, current)
+      const key = store.key(s.id)
+      for (let i = 0; i < 3 * SPENT_HISTORY; i++) {
+        const step = rotation(s.id, current, t0 + (i + 1) * SECOND)
+        await store.rotate(step)
+        current = step.successorHash
+      }
+      const fields = await h.client.hgetall(key)
+      t.equal(Object.keys(fields).filter((name) => name.startsWith('x:')).length, 0)
+      t.equal(fields.spent?.length, SPENT_HISTORY * 44, 'SPENT_HISTORY hashes of 43 characters and a space')
+      t.ok((await h.client.hlen(key)) <= 16, `${await h.client.hlen(key)} fields`)
+      const bytes = Number(await h.client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'))
+      t.ok(bytes < 8192, `${bytes} bytes after ${3 * SPENT_HISTORY} rotations`)
+    })
+
+    t.test('tokens spent before the history was kept (x: fields) are still reuse', async (t) => {
+      const h = await make()
+      t.teardown(() => h.cleanup())
+      const store = h.store as RedisSessionStore
+      const t0 = Date.now()
+      const s = newSession(t0, true)
+      const r0 = hash()
+      await store.create(s, r0)
+      const legacy = hash()
+      await h.client.hset(store.key(s.id), `x:${legacy}`, String(t0))
+      const later = t0 + HOUR
+      t.equal(await store.standing(s.id, legacy, later), 'spent')
+      t.equal((await store.rotate(rotation(s.id, legacy, later))).outcome, 'reused')
+      t.equal(await store.get(s.id, later), null)
     })
 
     t.test('close() leaves the caller’s client open', async (t) => {
