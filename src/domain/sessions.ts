@@ -193,9 +193,13 @@ export class SessionService {
       case 'rotated': {
         observe?.('rotated')
         const roles = await this.rolesOf(result.session)
-        // The list entry's "last used" may lag by a minute: one write per minute per session,
-        // not one per refresh, keeps PostgreSQL off the rotation's hot path.
-        if (now - result.previousLastUsedAt >= LIST_ENTRY_TOUCH_INTERVAL_MS) {
+        // The list entry's "last used" may lag by a minute: it is written when this use falls in
+        // another minute than the previous one, so at most once a minute per session however
+        // often it refreshes, and PostgreSQL stays off the rotation's hot path.
+        if (
+          Math.floor(now / LIST_ENTRY_TOUCH_INTERVAL_MS) !==
+          Math.floor(result.previousLastUsedAt / LIST_ENTRY_TOUCH_INTERVAL_MS)
+        ) {
           const idleExpiry = Math.min(now + result.session.idleTtl * 1000, result.session.expiresAt)
           await this.deps.sessions.touch(result.session.id, new Date(now), new Date(idleExpiry))
         }

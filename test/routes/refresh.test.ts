@@ -172,6 +172,44 @@ t.test(
   },
 )
 
+t.test('a session refreshed more often than once a minute stays listed past its idle timeout', async (t) => {
+  const smtp = await startSmtpServer()
+  t.teardown(() => smtp.close())
+  // In the past, so the access tokens are valid for the verifier's real clock at the end.
+  const clock = new TestClock(Date.now() - 20 * 60_000)
+  const { app } = await build(t, { SMTP_URL: smtp.url, SESSION_IDLE_TTL: '300' }, { clock })
+  const tokens = await signUpAndLogin(app, smtp, 'busy@example.com')
+  const sid = decodeJwt(tokens.access_token).sid as string
+  let current = tokens
+  // Every 25 s for ten minutes: twice the idle timeout, never a minute between two uses.
+  for (let elapsed = 0; elapsed < 600; elapsed += 25) {
+    clock.advance(25)
+    const answer = await app.inject({
+      method: 'POST',
+      url: '/v1/auth/token',
+      payload: { grant_type: 'refresh_token', refresh_token: current.refresh_token },
+    })
+    t.equal(answer.statusCode, 200, `refresh at ${elapsed + 25} s`)
+    current = answer.json()
+  }
+  const listed = await app.inject({
+    method: 'GET',
+    url: '/v1/me/sessions',
+    headers: { authorization: `Bearer ${current.access_token}` },
+  })
+  t.equal(listed.statusCode, 200)
+  t.same(
+    listed.json().items.map((item: { id: string }) => item.id),
+    [sid],
+    'the live session is listed',
+  )
+  const lastUsed = Date.parse(listed.json().items[0]?.last_used_at)
+  t.ok(
+    clock.now() - lastUsed <= 60_000,
+    `its last use lags by a minute at most (${clock.now() - lastUsed} ms)`,
+  )
+})
+
 t.test('sessions: list, revoke one, revoke the others, ownership', async (t) => {
   const smtp = await startSmtpServer()
   t.teardown(() => smtp.close())
