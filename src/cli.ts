@@ -458,7 +458,7 @@ async function updateLiveSessions(
     await waitForRedis(redis)
     const store = new RedisSessionStore(redis, { prefix: REDIS_PREFIX })
     let updated = 0
-    for (const id of await new SessionRepository(database.db).listUnrevokedIds(userId))
+    for (const id of await new SessionRepository(database.db).listOpenIds(userId, new Date()))
       if (await store.userChanged(id, roles)) updated++
     return updated
   } finally {

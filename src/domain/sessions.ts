@@ -294,7 +294,7 @@ export class SessionService {
    * change GET /v1/me shows must call this. Answers how many sessions were told.
    */
   async userChanged(userId: string, change: { roles?: string[] } = {}): Promise<number> {
-    const ids = await this.deps.sessions.listUnrevokedIds(userId)
+    const ids = await this.deps.sessions.listOpenIds(userId, new Date(this.deps.clock.now()))
     let told = 0
     for (const id of ids) if (await this.deps.store.userChanged(id, change.roles ?? null)) told++
     return told
@@ -305,7 +305,11 @@ export class SessionService {
     userId: string,
     options: { reason: string; actorId: string | null; except?: string; context?: RequestContext },
   ): Promise<number> {
-    const ids = await this.deps.sessions.listUnrevokedIds(userId, options.except)
+    const ids = await this.deps.sessions.listOpenIds(
+      userId,
+      new Date(this.deps.clock.now()),
+      options.except,
+    )
     for (const id of ids) await this.revoke(id, options)
     return ids.length
   }

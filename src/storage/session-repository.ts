@@ -54,8 +54,12 @@ export class SessionRepository {
       .orderBy(desc(sessions.createdAt), desc(sessions.id))
   }
 
-  /** Ids of the user's sessions not yet revoked, optionally all but one. */
-  async listUnrevokedIds(userId: string, except?: string): Promise<string[]> {
+  /**
+   * Ids of the user's sessions that may still be live (not revoked, not past their absolute
+   * expiry), optionally all but one. Sessions that ended by expiring are never marked revoked,
+   * so without the expiry bound this list would hold every session the user ever had.
+   */
+  async listOpenIds(userId: string, now: Date, except?: string): Promise<string[]> {
     const rows = await this.db
       .select({ id: sessions.id })
       .from(sessions)
@@ -63,6 +67,7 @@ export class SessionRepository {
         and(
           eq(sessions.userId, userId),
           isNull(sessions.revokedAt),
+          gt(sessions.expiresAt, now),
           except ? ne(sessions.id, except) : undefined,
         ),
       )

@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose'
 import t from 'tap'
 import { SessionRepository } from '../../src/storage/session-repository.js'
 import { build, TestClock } from '../helpers/app.js'
-import { signUpAndLogin } from '../helpers/flows.js'
+import { STRONG_PASSWORD, signUpAndLogin } from '../helpers/flows.js'
 import { testRedisUrl } from '../helpers/services.js'
 import { startSmtpServer } from '../helpers/smtp.js'
 
@@ -163,7 +163,7 @@ t.test(
     await t.rejects(sessions.start({ user: before, scope: '*', amr: ['pwd'], remember: false, context }), {
       code: 'account_disabled',
     })
-    const unrevoked = await new SessionRepository(app.services.database.db).listUnrevokedIds(userId)
+    const unrevoked = await new SessionRepository(app.services.database.db).listOpenIds(userId, new Date())
     t.same(
       unrevoked.sort(),
       [sid, claims.sid].sort(),
@@ -207,6 +207,46 @@ t.test('a session refreshed more often than once a minute stays listed past its 
   t.ok(
     clock.now() - lastUsed <= 60_000,
     `its last use lags by a minute at most (${clock.now() - lastUsed} ms)`,
+  )
+})
+
+t.test('sessions that ended by expiring are not revoked again, nor told of user changes', async (t) => {
+  const smtp = await startSmtpServer()
+  t.teardown(() => smtp.close())
+  const clock = new TestClock(Date.now() - 2 * DAY * 1000)
+  const { app } = await build(t, { SMTP_URL: smtp.url }, { clock })
+  const { sessions, database } = app.services
+  const old = await signUpAndLogin(app, smtp, 'long-lived@example.com')
+  const userId = decodeJwt(old.access_token).sub!
+  clock.advance(DAY + HOUR) // past the 24 h absolute lifetime: it ended without a revocation
+  const fresh = await app.inject({
+    method: 'POST',
+    url: '/v1/auth/login',
+    payload: { email: 'long-lived@example.com', password: STRONG_PASSWORD },
+  })
+  t.equal(fresh.statusCode, 200)
+  const freshSid = decodeJwt(fresh.json().access_token).sid as string
+
+  const repository = new SessionRepository(database.db)
+  t.same(await repository.listOpenIds(userId, new Date(clock.now())), [freshSid], 'only the live one')
+  t.equal(await sessions.userChanged(userId), 1, 'one session told of the change')
+  t.equal(
+    await sessions.revokeAllForUser(userId, { reason: 'password_changed', actorId: userId }),
+    1,
+    'one session revoked',
+  )
+  const revoked = await database.db.query.auditEvents.findMany({
+    where: (events, { eq }) => eq(events.type, 'session.revoked'),
+  })
+  t.same(
+    revoked.map((event) => (event.details as { session_id?: string }).session_id),
+    [freshSid],
+    'no revocation is recorded for the session that had expired',
+  )
+  t.equal(
+    (await repository.findById(decodeJwt(old.access_token).sid as string))?.revokedAt,
+    null,
+    'the expired session is left as it ended',
   )
 })
 
