@@ -15,6 +15,7 @@ import { MfaService } from './domain/mfa.js'
 import { OidcProviders } from './domain/oidc-providers.js'
 import { Outbox } from './domain/outbox.js'
 import { PasswordHasher } from './domain/password-hasher.js'
+import { Retention } from './domain/retention.js'
 import { SessionService } from './domain/sessions.js'
 import { SignInGate } from './domain/sign-in.js'
 import { SocialLogin } from './domain/social-login.js'
@@ -75,6 +76,8 @@ export interface Services {
   socialLogin: SocialLogin
   administration: Administration
   metrics: Metrics
+  /** Deletes rows past their retention (run hourly by every instance). */
+  retention: Retention
   /** Dependencies that /readyz checks. */
   readiness(): Promise<{ database: boolean; redis: boolean }>
   close(): Promise<void>
@@ -157,17 +160,25 @@ export async function createServices(
 
     const auditEvents = new AuditRepository(db)
     const audit = new AuditLog(auditEvents, logger)
-    // Retention (AUDIT_RETENTION_DAYS): hourly, on every instance; the deletes are idempotent.
-    const retention = setInterval(() => {
-      audit
-        .deleteExpired(clock.now(), config.AUDIT_RETENTION_DAYS)
+    const emailTokens = new EmailTokenRepository(db)
+    const retention = new Retention({
+      auditEvents,
+      sessions: sessionRows,
+      emailTokens,
+      auditRetentionDays: config.AUDIT_RETENTION_DAYS,
+    })
+    // Hourly, on every instance: the deletes are idempotent.
+    const retentionTimer = setInterval(() => {
+      retention
+        .run(clock.now())
         .then((deleted) => {
-          if (deleted > 0) logger.info({ deleted }, 'audit events past retention deleted')
+          if (deleted.auditEvents + deleted.sessions + deleted.emailTokens > 0)
+            logger.info({ deleted }, 'rows past retention deleted')
         })
-        .catch((error: unknown) => logger.error({ err: error }, 'audit retention failed'))
+        .catch((error: unknown) => logger.error({ err: error }, 'retention failed'))
     }, 3_600_000)
-    retention.unref()
-    closers.push(async () => clearInterval(retention))
+    retentionTimer.unref()
+    closers.push(async () => clearInterval(retentionTimer))
     const hasher = new PasswordHasher({
       memoryKib: config.ARGON2_MEMORY_KIB,
       timeCost: config.ARGON2_TIME_COST,
@@ -220,7 +231,7 @@ export async function createServices(
     const signIn = new SignInGate(mfa, sessions)
     const accounts = new AccountService({
       users,
-      emailTokens: new EmailTokenRepository(db),
+      emailTokens,
       hasher,
       sessions,
       signIn,
@@ -275,6 +286,7 @@ export async function createServices(
       socialLogin,
       administration,
       metrics,
+      retention,
       async readiness() {
         const [databaseUp, redisUp] = await Promise.all([
           database.ping().then(

@@ -44,8 +44,6 @@ export interface AuditEventInput {
   details?: Record<string, unknown>
 }
 
-const RETENTION_BATCH = 5000
-
 export interface AuditLogger {
   error(object: unknown, message: string): void
 }
@@ -56,20 +54,6 @@ export class AuditLog {
     private readonly repository: AuditRepository,
     private readonly logger: AuditLogger,
   ) {}
-
-  /**
-   * Retention: deletes events older than `retentionDays`, in batches so no statement holds the
-   * table for long. Answers how many were deleted.
-   */
-  async deleteExpired(now: number, retentionDays: number): Promise<number> {
-    const cutoff = new Date(now - retentionDays * 86_400_000)
-    let total = 0
-    for (;;) {
-      const deleted = await this.repository.deleteOlderThan(cutoff, RETENTION_BATCH)
-      total += deleted
-      if (deleted < RETENTION_BATCH) return total
-    }
-  }
 
   /** Records one event (awaits the write; a failure is logged and swallowed). */
   async record(event: AuditEventInput): Promise<void> {

@@ -305,11 +305,7 @@ export class SessionService {
     userId: string,
     options: { reason: string; actorId: string | null; except?: string; context?: RequestContext },
   ): Promise<number> {
-    const ids = await this.deps.sessions.listOpenIds(
-      userId,
-      new Date(this.deps.clock.now()),
-      options.except,
-    )
+    const ids = await this.deps.sessions.listOpenIds(userId, new Date(this.deps.clock.now()), options.except)
     for (const id of ids) await this.revoke(id, options)
     return ids.length
   }

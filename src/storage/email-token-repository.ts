@@ -1,4 +1,4 @@
-import { and, eq, isNull } from 'drizzle-orm'
+import { and, eq, inArray, isNull, lt } from 'drizzle-orm'
 import type { Database } from './database.js'
 import { emailTokens } from './schema.js'
 
@@ -60,5 +60,19 @@ export class EmailTokenRepository {
       )
       .limit(1)
     return row && row.expiresAt.getTime() > now.getTime() ? row : undefined
+  }
+
+  /** Deletes tokens that expired before `cutoff`, used or not, at most `batch` at a time. */
+  async deleteExpiredBefore(cutoff: Date, batch: number): Promise<number> {
+    const old = this.db
+      .select({ id: emailTokens.id })
+      .from(emailTokens)
+      .where(lt(emailTokens.expiresAt, cutoff))
+      .limit(batch)
+    const rows = await this.db
+      .delete(emailTokens)
+      .where(inArray(emailTokens.id, old))
+      .returning({ id: emailTokens.id })
+    return rows.length
   }
 }

@@ -53,7 +53,11 @@ export const sessions = pgTable(
     revokedAt: at('revoked_at'),
     revokedReason: text('revoked_reason'),
   },
-  (table) => [index('sessions_user_id_idx').on(table.userId, table.createdAt)],
+  (table) => [
+    index('sessions_user_id_idx').on(table.userId, table.createdAt),
+    // Retention deletes list entries by absolute expiry.
+    index('sessions_expires_at_idx').on(table.expiresAt),
+  ],
 )
 
 /** Signing keys: public JWK in clear, private JWK sealed with KEY_ENCRYPTION_KEY (AES-256-GCM). */

@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, isNull, ne } from 'drizzle-orm'
+import { and, desc, eq, gt, inArray, isNull, lt, ne } from 'drizzle-orm'
 import type { Database } from './database.js'
 import { sessions } from './schema.js'
 
@@ -72,6 +72,23 @@ export class SessionRepository {
         ),
       )
     return rows.map((row) => row.id)
+  }
+
+  /**
+   * Deletes list entries of sessions whose absolute expiry is before `cutoff` (revoked ones
+   * included: every session has one), at most `batch` at a time; returns how many went.
+   */
+  async deleteExpiredBefore(cutoff: Date, batch: number): Promise<number> {
+    const old = this.db
+      .select({ id: sessions.id })
+      .from(sessions)
+      .where(lt(sessions.expiresAt, cutoff))
+      .limit(batch)
+    const rows = await this.db
+      .delete(sessions)
+      .where(inArray(sessions.id, old))
+      .returning({ id: sessions.id })
+    return rows.length
   }
 
   /** Marks every session without rotation state as revoked (the in-process store lost it). */

@@ -437,7 +437,7 @@ t.test('administration API', async (t) => {
       createdAt: new Date(Date.now() - 300 * 86_400_000),
       details: { marker: 'recent' },
     })
-    const deleted = await app.services.audit.deleteExpired(Date.now(), app.config.AUDIT_RETENTION_DAYS)
+    const { auditEvents: deleted } = await app.services.retention.run(Date.now())
     t.equal(deleted, 1)
     const left = await repository.query.auditEvents.findMany({
       where: (row, { eq }) => eq(row.type, 'auth.logout'),
