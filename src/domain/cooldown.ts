@@ -14,6 +14,8 @@ const BASE_DELAY_MS = 1000
 const CAP_DELAY_MS = 15 * 60 * 1000
 /** Failures are forgotten a day after the last one. */
 const MEMORY_MS = 24 * 3600 * 1000
+/** An address is forgotten once it can no longer be cooling down (a minute's margin for clocks). */
+const ADDRESS_MEMORY_MS = CAP_DELAY_MS + 60_000
 
 export interface CooldownVerdict {
   /** True when this address must wait before its next attempt on this account counts. */
@@ -48,7 +50,13 @@ export class LoginCooldown {
 
   /** Counts a failure; true when this failure crossed the threshold (tell the owner once). */
   async recordFailure(email: string, address: string): Promise<{ failures: number; crossed: boolean }> {
-    const failures = await this.store.recordFailure(accountKey(email), address, this.clock.now(), MEMORY_MS)
+    const failures = await this.store.recordFailure(
+      accountKey(email),
+      address,
+      this.clock.now(),
+      MEMORY_MS,
+      ADDRESS_MEMORY_MS,
+    )
     return { failures, crossed: failures === COOLDOWN_THRESHOLD }
   }
 

@@ -15,8 +15,17 @@ export interface FailureRecord {
  */
 export interface CooldownStore {
   get(account: string, address: string): Promise<FailureRecord>
-  /** Counts one failure by `address`; returns the account's consecutive failures. */
-  recordFailure(account: string, address: string, now: number, ttlMs: number): Promise<number>
+  /**
+   * Counts one failure by `address`; returns the account's consecutive failures. The count is
+   * kept `ttlMs` after the last failure, the address's failure time `addressTtlMs`.
+   */
+  recordFailure(
+    account: string,
+    address: string,
+    now: number,
+    ttlMs: number,
+    addressTtlMs: number,
+  ): Promise<number>
   /** Forgets the account's failures (a successful sign-in or a password reset). */
   reset(account: string): Promise<void>
 }
@@ -34,17 +43,34 @@ export class MemoryCooldownStore implements CooldownStore {
     return { failures: entry.failures, addressFailedAt: entry.addresses.get(address) ?? null }
   }
 
-  async recordFailure(account: string, address: string, now: number, ttlMs: number): Promise<number> {
+  async recordFailure(
+    account: string,
+    address: string,
+    now: number,
+    ttlMs: number,
+    addressTtlMs: number,
+  ): Promise<number> {
     let entry = this.#accounts.get(account)
     if (!entry || entry.expiresAt <= Date.now()) {
       entry = { failures: 0, addresses: new Map(), expiresAt: 0 }
       this.#accounts.set(account, entry)
     }
     entry.failures += 1
+    // Oldest first: re-inserted at the end, and the front dropped once past addressTtlMs.
+    entry.addresses.delete(address)
     entry.addresses.set(address, now)
+    for (const [known, at] of entry.addresses) {
+      if (at > now - addressTtlMs) break
+      entry.addresses.delete(known)
+    }
     entry.expiresAt = Date.now() + ttlMs
     if (this.#accounts.size > 100_000) this.#sweep()
     return entry.failures
+  }
+
+  /** How many addresses the account's entry remembers (for tests). */
+  addressCount(account: string): number {
+    return this.#accounts.get(account)?.addresses.size ?? 0
   }
 
   async reset(account: string): Promise<void> {
@@ -57,29 +83,42 @@ export class MemoryCooldownStore implements CooldownStore {
   }
 }
 
-/** The Redis CooldownStore: one hash per account, `f` (failures) and `a:<address>` (ms). */
+/**
+ * The Redis CooldownStore. Per account, `cooldown:{<account>}:f` counts its failures and each
+ * failing address has its own `cooldown:{<account>}:a:<address>` (when it last failed, ms), so
+ * an address is forgotten on its own once it can no longer be cooling down: a long attack from
+ * many addresses leaves the keys of the last minutes, not one per address it ever used. The
+ * account's hash tag keeps its keys in one Cluster slot.
+ */
 export class RedisCooldownStore implements CooldownStore {
   constructor(
     private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 
-  private key(account: string): string {
+  private base(account: string): string {
     return `${this.prefix}cooldown:{${account}}`
   }
 
   async get(account: string, address: string): Promise<FailureRecord> {
-    const [failures, at] = await this.redis.hmget(this.key(account), 'f', `a:${address}`)
+    const base = this.base(account)
+    const [failures, at] = await this.redis.mget(`${base}:f`, `${base}:a:${address}`)
     return { failures: Number(failures ?? 0), addressFailedAt: at == null ? null : Number(at) }
   }
 
-  async recordFailure(account: string, address: string, now: number, ttlMs: number): Promise<number> {
-    const key = this.key(account)
+  async recordFailure(
+    account: string,
+    address: string,
+    now: number,
+    ttlMs: number,
+    addressTtlMs: number,
+  ): Promise<number> {
+    const base = this.base(account)
     const results = await this.redis
       .multi()
-      .hincrby(key, 'f', 1)
-      .hset(key, `a:${address}`, String(now))
-      .pexpire(key, ttlMs)
+      .incr(`${base}:f`)
+      .pexpire(`${base}:f`, ttlMs)
+      .set(`${base}:a:${address}`, String(now), 'PX', addressTtlMs)
       .exec()
     const [error, failures] = results?.[0] ?? [new Error('no reply'), 0]
     if (error) throw error
@@ -87,6 +126,9 @@ export class RedisCooldownStore implements CooldownStore {
   }
 
   async reset(account: string): Promise<void> {
-    await this.redis.del(this.key(account))
+    // The addresses' keys may stay until they expire: with no failures counted, none cools down.
+    // The bare key is the hash an earlier release kept per account.
+    const base = this.base(account)
+    await this.redis.del(`${base}:f`, base)
   }
 }
