@@ -1,5 +1,5 @@
-import { and, desc, eq, gte, inArray, lt, lte, type SQL, sql } from 'drizzle-orm'
-import type { Database } from './database.js'
+import { and, desc, eq, gte, lt, lte, type SQL, sql } from 'drizzle-orm'
+import { type Database, deleteBatch } from './database.js'
 import { auditEvents } from './schema.js'
 
 export type AuditEventRow = typeof auditEvents.$inferSelect
@@ -44,16 +44,7 @@ export class AuditRepository {
 
   /** Deletes events older than `cutoff`, at most `batch` at a time; returns how many went. */
   async deleteOlderThan(cutoff: Date, batch: number): Promise<number> {
-    const old = this.db
-      .select({ id: auditEvents.id })
-      .from(auditEvents)
-      .where(lt(auditEvents.createdAt, cutoff))
-      .limit(batch)
-    const rows = await this.db
-      .delete(auditEvents)
-      .where(inArray(auditEvents.id, old))
-      .returning({ id: auditEvents.id })
-    return rows.length
+    return deleteBatch(this.db, auditEvents, auditEvents.id, lt(auditEvents.createdAt, cutoff), batch)
   }
 
   /** Newest first, filtered by user and type. */

@@ -1,12 +1,28 @@
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { sql } from 'drizzle-orm'
-import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import { inArray, type SQL, sql } from 'drizzle-orm'
+import type { PgColumn, PgDatabase, PgQueryResultHKT, PgTable } from 'drizzle-orm/pg-core'
 import * as schema from './schema.js'
 
 /** The drizzle handle every repository takes: the same API over postgres.js and PGlite. */
 export type Database = PgDatabase<PgQueryResultHKT, typeof schema>
+
+/**
+ * Deletes at most `batch` rows of `table` that match `where`, chosen by their key column `id`,
+ * so that retention never holds a table for long; answers how many went.
+ */
+export async function deleteBatch(
+  db: Database,
+  table: PgTable,
+  id: PgColumn,
+  where: SQL,
+  batch: number,
+): Promise<number> {
+  const chosen = db.select({ id }).from(table).where(where).limit(batch)
+  const rows = await db.delete(table).where(inArray(id, chosen)).returning({ id })
+  return rows.length
+}
 
 export interface DatabaseHandle {
   db: Database

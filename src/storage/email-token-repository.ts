@@ -1,5 +1,5 @@
-import { and, eq, inArray, isNull, lt } from 'drizzle-orm'
-import type { Database } from './database.js'
+import { and, eq, isNull, lt } from 'drizzle-orm'
+import { type Database, deleteBatch } from './database.js'
 import { emailTokens } from './schema.js'
 
 export type EmailTokenPurpose = 'verify_email' | 'reset_password'
@@ -64,15 +64,6 @@ export class EmailTokenRepository {
 
   /** Deletes tokens that expired before `cutoff`, used or not, at most `batch` at a time. */
   async deleteExpiredBefore(cutoff: Date, batch: number): Promise<number> {
-    const old = this.db
-      .select({ id: emailTokens.id })
-      .from(emailTokens)
-      .where(lt(emailTokens.expiresAt, cutoff))
-      .limit(batch)
-    const rows = await this.db
-      .delete(emailTokens)
-      .where(inArray(emailTokens.id, old))
-      .returning({ id: emailTokens.id })
-    return rows.length
+    return deleteBatch(this.db, emailTokens, emailTokens.id, lt(emailTokens.expiresAt, cutoff), batch)
   }
 }

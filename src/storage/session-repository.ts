@@ -1,5 +1,5 @@
-import { and, desc, eq, gt, inArray, isNull, lt, ne } from 'drizzle-orm'
-import type { Database } from './database.js'
+import { and, desc, eq, gt, isNull, lt, ne } from 'drizzle-orm'
+import { type Database, deleteBatch } from './database.js'
 import { sessions } from './schema.js'
 
 export type SessionRow = typeof sessions.$inferSelect
@@ -79,16 +79,7 @@ export class SessionRepository {
    * included: every session has one), at most `batch` at a time; returns how many went.
    */
   async deleteExpiredBefore(cutoff: Date, batch: number): Promise<number> {
-    const old = this.db
-      .select({ id: sessions.id })
-      .from(sessions)
-      .where(lt(sessions.expiresAt, cutoff))
-      .limit(batch)
-    const rows = await this.db
-      .delete(sessions)
-      .where(inArray(sessions.id, old))
-      .returning({ id: sessions.id })
-    return rows.length
+    return deleteBatch(this.db, sessions, sessions.id, lt(sessions.expiresAt, cutoff), batch)
   }
 
   /** Marks every session without rotation state as revoked (the in-process store lost it). */
