@@ -51,10 +51,10 @@ export class Retention {
   }
 }
 
-async function drain(deleteBatch: (batch: number) => Promise<number>): Promise<number> {
+async function drain(deleteSome: (batch: number) => Promise<number>): Promise<number> {
   let total = 0
   for (;;) {
-    const deleted = await deleteBatch(BATCH)
+    const deleted = await deleteSome(BATCH)
     total += deleted
     if (deleted < BATCH) return total
   }
