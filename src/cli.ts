@@ -15,7 +15,7 @@ import { KeyRing } from './domain/key-ring.js'
 import { PasswordHasher } from './domain/password-hasher.js'
 import { ROLE_SCOPES } from './domain/policy.js'
 import { ProblemError } from './errors.js'
-import { keyEncryptionKey, REDIS_PREFIX } from './services.js'
+import { keyEncryptionKey } from './services.js'
 import { AuditRepository } from './storage/audit-repository.js'
 import { type DatabaseHandle, MIGRATIONS_FOLDER, openDatabase } from './storage/database.js'
 import { createRedisClient, redisConfigured, waitForRedis } from './storage/redis-client.js'
@@ -456,7 +456,7 @@ async function updateLiveSessions(
   const redis = createRedisClient(config)
   try {
     await waitForRedis(redis)
-    const store = new RedisSessionStore(redis, { prefix: REDIS_PREFIX })
+    const store = new RedisSessionStore(redis, { prefix: config.REDIS_KEY_PREFIX })
     let updated = 0
     for (const id of await new SessionRepository(database.db).listOpenIds(userId, new Date()))
       if (await store.userChanged(id, roles)) updated++

@@ -107,6 +107,12 @@ export const ConfigSchema = Type.Object({
     description: 'primary name the Sentinels watch',
   }),
   REDIS_CLUSTER_NODES: CommaList('host:port of some Redis Cluster nodes (instead of REDIS_URL)'),
+  REDIS_KEY_PREFIX: Type.String({
+    pattern: '^[A-Za-z0-9:._-]{1,64}$',
+    default: 'lk:',
+    description:
+      'prefix of every Redis key: the instances of one deployment share it, another deployment on the same Redis needs its own (no braces: they would pin every key to one Cluster slot)',
+  }),
   REDIS_PASSWORD: OptionalSecret('password for Sentinel-managed or Cluster nodes'),
   KEY_ENCRYPTION_KEY: OptionalSecret('32 bytes, base64 or hex: encrypts signing keys and TOTP secrets', 32),
   PASSWORD_PEPPER: OptionalSecret('secret mixed into every password hash', 16),

@@ -38,9 +38,6 @@ import type { SessionStore } from './storage/session-store.js'
 import { SigningKeyRepository } from './storage/signing-key-repository.js'
 import { UserRepository } from './storage/user-repository.js'
 
-/** The prefix of every Redis key (tests give each app its own). */
-export const REDIS_PREFIX = 'lk:'
-
 export interface ServiceLogger {
   info(object: unknown, message?: string): void
   warn(object: unknown, message?: string): void
@@ -101,7 +98,7 @@ export async function createServices(
     let store: SessionStore
     let cooldownStore: CooldownStore
     let ephemeral: EphemeralStore
-    const redisPrefix = overrides.redisPrefix ?? REDIS_PREFIX
+    const redisPrefix = overrides.redisPrefix ?? config.REDIS_KEY_PREFIX
     if (redisConfigured(config)) {
       redis = createRedisClient(config)
       const client = redis

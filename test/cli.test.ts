@@ -6,7 +6,6 @@ import { calculateJwkThumbprint, decodeJwt, type JWK } from 'jose'
 import t from 'tap'
 import { runCli } from '../src/cli.js'
 import { PasswordHasher } from '../src/domain/password-hasher.js'
-import { REDIS_PREFIX } from '../src/services.js'
 import { AuditRepository } from '../src/storage/audit-repository.js'
 import { type Database, openDatabase } from '../src/storage/database.js'
 import { UserRepository } from '../src/storage/user-repository.js'
@@ -359,8 +358,8 @@ t.test(
       `${PASSWORD}\n`,
     )
     t.equal(created.code, 0, created.stderr)
-    // A server on the same database and Redis, with the production key prefix the command uses.
-    const { app } = await build(t, { PASSWORD_PEPPER: PEPPER }, { databaseUrl, redisPrefix: REDIS_PREFIX })
+    // A server on the same database, Redis and key prefix (REDIS_KEY_PREFIX) as the command.
+    const { app, redisPrefix } = await build(t, { PASSWORD_PEPPER: PEPPER }, { databaseUrl })
     const login = await app.inject({
       method: 'POST',
       url: '/v1/auth/login',
@@ -372,6 +371,7 @@ t.test(
 
     const granted = await cli(['users', 'grant', '--email', 'carol@example.com', '--role', 'admin'], '', {
       REDIS_URL: testRedisUrl!,
+      REDIS_KEY_PREFIX: redisPrefix,
     })
     t.equal(granted.code, 0, granted.stderr)
     t.match(granted.stdout, /1 live session\(s\) get the new roles/)

@@ -72,6 +72,17 @@ t.test('the hashing queue: its bound, and a wait that never outlasts REQUEST_TIM
   t.throws(() => loadConfig({ ARGON2_MAX_QUEUE: '-1' }), /ARGON2_MAX_QUEUE/)
 })
 
+t.test('REDIS_KEY_PREFIX: lk: by default, no braces', async (t) => {
+  t.equal(loadConfig({}).REDIS_KEY_PREFIX, 'lk:')
+  t.equal(loadConfig({ REDIS_KEY_PREFIX: 'staging:lk:' }).REDIS_KEY_PREFIX, 'staging:lk:')
+  t.throws(
+    () => loadConfig({ REDIS_KEY_PREFIX: '{lk}:' }),
+    /REDIS_KEY_PREFIX/,
+    'a hash tag would pin every key',
+  )
+  t.throws(() => loadConfig({ REDIS_KEY_PREFIX: 'a b' }), /REDIS_KEY_PREFIX/)
+})
+
 t.test('malformed values fail with a message naming the variable', async (t) => {
   const cases: [Record<string, string>, RegExp][] = [
     [{ PORT: 'eighty' }, /PORT/],

@@ -1,10 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { connect } from 'node:net'
 import t, { type Test } from 'tap'
 import { AuditRepository } from '../src/storage/audit-repository.js'
 import { openDatabase } from '../src/storage/database.js'
-import { createTestDatabase, RELAXED_RATE_LIMITS, TEST_KEY_ENCRYPTION_KEY } from './helpers/app.js'
+import {
+  createTestDatabase,
+  deleteRedisPrefix,
+  RELAXED_RATE_LIMITS,
+  TEST_KEY_ENCRYPTION_KEY,
+} from './helpers/app.js'
 import { testRedisUrl } from './helpers/services.js'
 
 /** Starts the real server process and resolves with its base URL once it listens. */
@@ -36,6 +42,7 @@ async function startServer(
 
 /** The server on its own data dir and test database (and the test Redis), logging at info. */
 async function startTestServer(t: Test, dataDir: string, databaseUrl: string | undefined) {
+  const redisPrefix = `lktest:${randomUUID()}:`
   const server = await startServer({
     NODE_ENV: 'test',
     PORT: '0',
@@ -44,10 +51,11 @@ async function startTestServer(t: Test, dataDir: string, databaseUrl: string | u
     KEY_ENCRYPTION_KEY: TEST_KEY_ENCRYPTION_KEY,
     ...RELAXED_RATE_LIMITS,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
-    ...(testRedisUrl ? { REDIS_URL: testRedisUrl } : {}),
+    ...(testRedisUrl ? { REDIS_URL: testRedisUrl, REDIS_KEY_PREFIX: redisPrefix } : {}),
   })
-  t.teardown(() => {
+  t.teardown(async () => {
     if (server.child.exitCode === null) server.child.kill('SIGKILL')
+    await deleteRedisPrefix(redisPrefix)
   })
   return server
 }

@@ -119,6 +119,7 @@ export async function build(
     ...RELAXED_RATE_LIMITS,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...(testRedisUrl ? { REDIS_URL: testRedisUrl } : {}),
+    REDIS_KEY_PREFIX: redisPrefix,
     ...env,
   })
   const logs = new LogCapture()
