@@ -198,8 +198,9 @@ async function product(): Promise<{ app: FastifyInstance; ready: Omit<Ready, 'po
     RATE_LIMIT_DEFAULT: BENCH_RATE,
     // The refresh variants: a fresh database whose first key has this algorithm.
     SIGNING_ALG: process.env.BENCH_SIGNING_ALG || 'RS256',
+    REDIS_KEY_PREFIX: required('BENCH_REDIS_PREFIX'),
   })
-  const app = await buildApp(config, { redisPrefix: required('BENCH_REDIS_PREFIX') })
+  const app = await buildApp(config)
 
   // Users are inserted directly (verified, one shared hash) so no email round trip is needed.
   const count = Number(process.env.BENCH_USERS ?? '0')

@@ -211,7 +211,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   await app.register(metricsPlugin)
-  await app.register(rateLimit, { services, redisPrefix: options.redisPrefix ?? config.REDIS_KEY_PREFIX })
+  await app.register(rateLimit, { services })
   await app.register(authenticate, { services })
   await app.register(routes)
   return app as unknown as FastifyInstance

@@ -47,8 +47,6 @@ export interface ServiceLogger {
 export interface ServiceOverrides {
   clock?: Clock
   mailer?: Mailer
-  /** Key prefix in Redis (tests give each run its own). */
-  redisPrefix?: string
   /** Skip the periodic key-table refresh (tests drive it). */
   keyRefresh?: boolean
 }
@@ -98,7 +96,7 @@ export async function createServices(
     let store: SessionStore
     let cooldownStore: CooldownStore
     let ephemeral: EphemeralStore
-    const redisPrefix = overrides.redisPrefix ?? config.REDIS_KEY_PREFIX
+    const redisPrefix = config.REDIS_KEY_PREFIX
     if (redisConfigured(config)) {
       redis = createRedisClient(config)
       const client = redis

@@ -126,7 +126,6 @@ export async function build(
   const logger = pino({ ...loggerOptions(config), serializers }, logs)
   const app = await buildApp(config, {
     logger,
-    redisPrefix,
     keyRefresh: overrides.keyRefresh ?? false,
     ...(overrides.clock ? { clock: overrides.clock } : {}),
   })

@@ -60,8 +60,6 @@ declare module 'fastify' {
 
 export interface RateLimitPluginOptions {
   services: Services
-  /** Redis key prefix of this deployment (the same one the session store uses); default 'lk:'. */
-  redisPrefix?: string | undefined
 }
 
 type LimitName = 'default' | 'login_ip' | 'login_account' | 'email_ip' | 'email_account'
@@ -355,7 +353,7 @@ export default fp(
     const { services } = options
     // app.config, not services.config: the OpenAPI generator builds the app without services.
     const { config } = app
-    const nameSpace = `${options.redisPrefix ?? 'lk:'}rl:`
+    const nameSpace = `${config.REDIS_KEY_PREFIX}rl:`
 
     // The plugin's own route hooks (`global`, app.rateLimit) allow one limit per request, so
     // every limit here is a hook of ours around `app.createRateLimit`. Its options still
